@@ -1,0 +1,50 @@
+# Set-up and everyday commands. `make run` and `make test` install what is missing.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install system-deps run test lint format lock error-table clean
+
+install: $(STAMP)
+
+# Rebuilt when the pins change. requirements.lock pins every transitive package.
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip==25.3
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check
+	touch $(STAMP)
+
+system-deps:
+	scripts/install_system_deps.sh
+
+run: system-deps install
+	$(BIN)/python scripts/run_local.py
+
+test: system-deps install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# Regenerate requirements.lock from a fresh resolution of pyproject.toml.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip==25.3
+	.lock-venv/bin/python -m pip install --quiet -e ".[dev]"
+	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^pindai' > requirements.lock
+	rm -rf .lock-venv
+
+error-table: install
+	$(BIN)/python scripts/error_table.py
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .ruff_cache

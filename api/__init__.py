@@ -1,0 +1,1 @@
+"""The HTTP API: accepts uploads, enqueues OCR jobs, serves status and results."""

@@ -1,0 +1,51 @@
+"""The FastAPI application, served by Uvicorn as `api.main:app`."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from loguru import logger
+
+from api.errors import install_error_handlers
+from api.middleware import RequestContextMiddleware
+from api.routes import health, ocr
+from api.services import open_services
+from core.logs import configure_logging
+from core.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_services(settings) as services:
+            app.state.services = services
+            logger.info(
+                "api started",
+                storage_backend=settings.STORAGE_BACKEND,
+                max_upload_bytes=settings.MAX_UPLOAD_BYTES,
+            )
+            yield
+        logger.info("api stopped")
+
+    app = FastAPI(
+        title="pindai",
+        summary="Asynchronous OCR: upload a scan, get a job id, fetch the text.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestContextMiddleware)
+    install_error_handlers(app)
+    app.include_router(ocr.router)
+    app.include_router(health.router)
+    return app
+
+
+def _create_default_app() -> FastAPI:
+    settings = get_settings()
+    configure_logging(settings.LOG_LEVEL, settings.LOG_JSON)
+    return create_app(settings)
+
+
+app = _create_default_app()

@@ -1,0 +1,47 @@
+"""Liveness and readiness probes."""
+
+import asyncio
+
+from fastapi import APIRouter
+from redis.exceptions import RedisError
+
+from api.errors import error_responses
+from api.routes.ocr import ServicesDep
+from api.schemas import HealthStatus
+from core.errors import ErrorCode, QueueUnavailable, StorageUnavailable
+from storage import StorageError
+
+router = APIRouter(prefix="/api/v1/health", tags=["health"])
+
+# A readiness probe must respond well within a platform's probe timeout.
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+@router.get("", response_model=HealthStatus)
+async def read_liveness() -> HealthStatus:
+    """Report that the process serves requests; calls no dependency."""
+    return HealthStatus(status="ok")
+
+
+@router.get(
+    "/ready",
+    response_model=HealthStatus,
+    responses=error_responses(
+        ErrorCode.QUEUE_UNAVAILABLE, ErrorCode.STORAGE_UNAVAILABLE
+    ),
+)
+async def read_readiness(services: ServicesDep) -> HealthStatus:
+    """Check that Redis and storage respond; a 503 names the one that does not."""
+    try:
+        await asyncio.wait_for(services.async_redis.ping(), CHECK_TIMEOUT_SECONDS)
+    except (TimeoutError, RedisError) as error:
+        raise QueueUnavailable(
+            f"Redis is not ready: {type(error).__name__}."
+        ) from error
+    try:
+        await asyncio.wait_for(services.storage.check(), CHECK_TIMEOUT_SECONDS)
+    except (TimeoutError, StorageError) as error:
+        raise StorageUnavailable(
+            f"Object storage is not ready: {error or 'timed out'}."
+        ) from error
+    return HealthStatus(status="ok")

@@ -1,0 +1,60 @@
+"""Response bodies of the OCR routes, as they appear in the OpenAPI schema."""
+
+from dataclasses import asdict
+
+from pydantic import BaseModel, Field
+
+from core.errors import ErrorCode
+from core.jobs import JobRecord, JobStatus
+
+
+class SubmitResponse(BaseModel):
+    job_id: str
+    status: JobStatus
+    result_url: str
+
+
+class JobError(BaseModel):
+    code: ErrorCode
+    message: str
+
+
+class PageResult(BaseModel):
+    page: int = Field(description="1-based page number.")
+    text: str | None = Field(description="The page's text; null when the page failed.")
+    error: JobError | None
+
+
+class JobResult(BaseModel):
+    job_id: str
+    status: JobStatus
+    file_type: str = Field(description="png, jpeg or pdf, detected from the bytes.")
+    filename: str | None = Field(description="The client's file name, base name only.")
+    sha256: str = Field(description="SHA-256 of the uploaded bytes, hex.")
+    size_bytes: int
+    page_count: int | None = Field(description="Known once a worker has read the file.")
+    pages_done: int = Field(description="Pages with an outcome, failed ones included.")
+    partial: bool = Field(description="True when the job finished with failed pages.")
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    duration_ms: int | None = Field(description="started_at to finished_at.")
+    text: str | None = Field(
+        default=None, description="Page texts joined by a blank line; when finished."
+    )
+    pages: list[PageResult] | None = Field(default=None, description="When finished.")
+    error: JobError | None = Field(default=None, description="When failed.")
+
+    @classmethod
+    def from_record(cls, record: JobRecord) -> "JobResult":
+        """Build the summary from a job record; text, pages and error stay unset."""
+        fields = {
+            name: value
+            for name, value in asdict(record).items()
+            if name in cls.model_fields
+        }
+        return cls(**fields)
+
+
+class HealthStatus(BaseModel):
+    status: str

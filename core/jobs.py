@@ -1,0 +1,143 @@
+"""The job record kept in Redis: statuses, key layout and (de)serialization.
+
+A job is one Redis hash with a small summary (never file bytes, never text) and one
+hash of per-page outcomes. Page text lives in object storage under `jobs/<job_id>/`.
+Both hashes expire RESULT_TTL_SECONDS after the job was created, and again that long
+after it ends.
+"""
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    STARTED = "started"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.FINISHED, JobStatus.FAILED})
+
+
+def job_key(job_id: str) -> str:
+    return f"pindai:job:{job_id}"
+
+
+def pages_key(job_id: str) -> str:
+    return f"pindai:job:{job_id}:pages"
+
+
+def source_object_key(job_id: str) -> str:
+    return f"jobs/{job_id}/source"
+
+
+def page_text_object_key(job_id: str, page: int) -> str:
+    return f"jobs/{job_id}/pages/{page:05d}.txt"
+
+
+def job_object_prefix(job_id: str) -> str:
+    return f"jobs/{job_id}/"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_timestamp(moment: datetime) -> str:
+    """Format as ISO 8601 in UTC with millisecond precision and a Z suffix."""
+    return (
+        moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+@dataclass
+class JobRecord:
+    """The summary of one job, as stored in its Redis hash."""
+
+    job_id: str
+    status: JobStatus
+    file_type: str
+    filename: str | None
+    sha256: str
+    size_bytes: int
+    request_id: str
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    duration_ms: int | None = None
+    page_count: int | None = None
+    pages_done: int = 0
+    partial: bool = False
+    error_code: str | None = None
+    error_message: str | None = None
+
+    def to_redis(self) -> dict[str, str]:
+        """Encode as hash fields; None values are left out so HSET can take the rest."""
+        return {
+            name: _encode(value)
+            for name, value in asdict(self).items()
+            if value is not None
+        }
+
+    @classmethod
+    def from_redis(cls, job_id: str, raw: dict[Any, Any]) -> "JobRecord | None":
+        """Decode an HGETALL reply; return None for a missing or partial hash."""
+        values = {_text(key): _text(value) for key, value in raw.items()}
+        if "status" not in values or "created_at" not in values:
+            return None
+        record = cls(
+            job_id=job_id,
+            status=JobStatus(values["status"]),
+            file_type=values.get("file_type", ""),
+            filename=values.get("filename"),
+            sha256=values.get("sha256", ""),
+            size_bytes=int(values.get("size_bytes", 0)),
+            request_id=values.get("request_id", ""),
+            created_at=values["created_at"],
+        )
+        for name in ("started_at", "finished_at", "error_code", "error_message"):
+            setattr(record, name, values.get(name))
+        for name in ("duration_ms", "page_count"):
+            if name in values:
+                setattr(record, name, int(values[name]))
+        record.pages_done = int(values.get("pages_done", 0))
+        record.partial = values.get("partial") == "1"
+        return record
+
+
+@dataclass
+class PageOutcome:
+    """The outcome of one page: done (its text is in storage) or failed with a code."""
+
+    page: int
+    duration_ms: int
+    error_code: str | None = None
+    error_message: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error_code is None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> "PageOutcome":
+        data = json.loads(raw)
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+def _encode(value: object) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,151 @@
+"""Job records in Redis: blocking access for workers, async reads for the API."""
+
+from datetime import datetime
+
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+from redis.client import Pipeline
+
+from core.jobs import (
+    JobRecord,
+    JobStatus,
+    PageOutcome,
+    format_timestamp,
+    job_key,
+    pages_key,
+    utc_now,
+)
+
+# Sets fields on a job hash only while its status is one of ARGV[1] (comma separated),
+# so that a late worker can never move a finished or failed job back to `started`.
+# ARGV[2] is a TTL in seconds applied to both of the job's hashes (0 keeps the TTLs).
+_TRANSITION_SCRIPT = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 0 end
+for allowed in string.gmatch(ARGV[1], '[^,]+') do
+  if allowed == status then
+    redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+    local ttl = tonumber(ARGV[2])
+    if ttl > 0 then
+      redis.call('EXPIRE', KEYS[1], ttl)
+      redis.call('EXPIRE', KEYS[2], ttl)
+    end
+    return 1
+  end
+end
+return 0
+"""
+
+# Records one page outcome and counts it, but only while the job hash exists, so that a
+# page finishing after its job expired or was deleted cannot create keys with no TTL.
+_RECORD_PAGE_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
+redis.call('HINCRBY', KEYS[1], 'pages_done', 1)
+return 1
+"""
+
+
+class JobStore:
+    """Blocking job-record access, for the workers and the API's enqueue step."""
+
+    def __init__(self, redis: Redis, ttl_seconds: int) -> None:
+        self.redis = redis
+        self.ttl_seconds = ttl_seconds
+        self._transition = redis.register_script(_TRANSITION_SCRIPT)
+        self._record_page = redis.register_script(_RECORD_PAGE_SCRIPT)
+
+    def create(self, record: JobRecord, pipeline: Pipeline) -> None:
+        """Queue the commands that store a new record on `pipeline`."""
+        key = job_key(record.job_id)
+        pipeline.hset(key, mapping=record.to_redis())
+        pipeline.expire(key, self.ttl_seconds)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        return JobRecord.from_redis(job_id, self.redis.hgetall(job_key(job_id)))
+
+    def get_pages(self, job_id: str) -> list[PageOutcome]:
+        return _parse_pages(self.redis.hgetall(pages_key(job_id)))
+
+    def mark_started(self, job_id: str) -> bool:
+        """Move a queued job to `started`; return False when it was not queued."""
+        return self._set_if(
+            job_id,
+            (JobStatus.QUEUED,),
+            {"status": JobStatus.STARTED, "started_at": format_timestamp(utc_now())},
+        )
+
+    def set_page_count(self, job_id: str, page_count: int) -> None:
+        self._set_if(job_id, (JobStatus.STARTED,), {"page_count": str(page_count)})
+
+    def record_page(self, job_id: str, outcome: PageOutcome) -> bool:
+        """Store a page outcome and count it in `pages_done`, atomically.
+
+        Returns False when the job record no longer exists.
+        """
+        keys = [job_key(job_id), pages_key(job_id)]
+        arguments = [str(outcome.page), outcome.to_json(), str(self.ttl_seconds)]
+        return bool(self._record_page(keys=keys, args=arguments))
+
+    def finish(self, job_id: str, *, partial: bool) -> bool:
+        """Mark a started job finished; return False when it had already ended."""
+        return self._end(job_id, {"status": JobStatus.FINISHED, "partial": partial})
+
+    def fail(self, job_id: str, code: str, message: str) -> bool:
+        """Mark a queued or started job failed; return False if it had already ended."""
+        return self._end(
+            job_id,
+            {"status": JobStatus.FAILED, "error_code": code, "error_message": message},
+        )
+
+    def _end(self, job_id: str, fields: dict[str, object]) -> bool:
+        record = self.get(job_id)
+        if record is None:
+            return False
+        now = utc_now()
+        fields = dict(fields, finished_at=format_timestamp(now))
+        if record.started_at is not None:
+            started = _parse_timestamp(record.started_at)
+            fields["duration_ms"] = int((now - started).total_seconds() * 1000)
+        allowed = (JobStatus.QUEUED, JobStatus.STARTED)
+        if fields["status"] == JobStatus.FINISHED:
+            allowed = (JobStatus.STARTED,)
+        return self._set_if(job_id, allowed, fields, ttl_seconds=self.ttl_seconds)
+
+    def _set_if(
+        self,
+        job_id: str,
+        allowed: tuple[JobStatus, ...],
+        fields: dict[str, object],
+        ttl_seconds: int = 0,
+    ) -> bool:
+        arguments: list[str] = [",".join(allowed), str(ttl_seconds)]
+        for name, value in fields.items():
+            if isinstance(value, bool):
+                value = "1" if value else "0"
+            arguments.extend((name, str(value)))
+        keys = [job_key(job_id), pages_key(job_id)]
+        return bool(self._transition(keys=keys, args=arguments))
+
+
+class AsyncJobReader:
+    """Read-only job-record access for the API's event loop."""
+
+    def __init__(self, redis: AsyncRedis) -> None:
+        self.redis = redis
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        return JobRecord.from_redis(job_id, await self.redis.hgetall(job_key(job_id)))
+
+    async def get_pages(self, job_id: str) -> list[PageOutcome]:
+        return _parse_pages(await self.redis.hgetall(pages_key(job_id)))
+
+
+def _parse_pages(raw: dict) -> list[PageOutcome]:
+    outcomes = [PageOutcome.from_json(value) for value in raw.values()]
+    return sorted(outcomes, key=lambda outcome: outcome.page)
+
+
+def _parse_timestamp(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))

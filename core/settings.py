@@ -1,0 +1,57 @@
+"""Runtime configuration, read once from environment variables."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting of the API and the workers; field names are the variable names."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore")
+
+    # Broker and status store
+    REDIS_URL: str = "redis://localhost:6379/0"
+    REDIS_TIMEOUT_SECONDS: float = Field(default=5.0, gt=0)
+
+    # Object storage
+    STORAGE_BACKEND: Literal["local", "s3"] = "local"
+    STORAGE_DIR: Path = Path("./data/storage")
+    S3_BUCKET: str | None = None
+    S3_ENDPOINT_URL: str | None = None
+    S3_REGION: str | None = None
+    S3_ADDRESSING_STYLE: Literal["auto", "path", "virtual"] = "auto"
+    AWS_ACCESS_KEY_ID: str | None = None
+    AWS_SECRET_ACCESS_KEY: SecretStr | None = None
+
+    # Upload and document limits
+    MAX_UPLOAD_BYTES: int = Field(default=10 * 1024 * 1024, gt=0)
+    MAX_PAGES: int = Field(default=20, gt=0)
+    MAX_IMAGE_PIXELS: int = Field(default=50_000_000, gt=0)
+    RESULT_TTL_SECONDS: int = Field(default=86_400, gt=0)
+
+    # OCR
+    OCR_DPI: int = Field(default=300, ge=50, le=600)
+    OCR_LANG: str = Field(default="eng", pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$")
+    PAGE_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
+    RASTER_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
+    TOOL_MEMORY_LIMIT_MB: int = Field(default=2048, ge=0)
+
+    # Logging
+    LOG_LEVEL: str = "INFO"
+    LOG_JSON: bool = True
+
+    @model_validator(mode="after")
+    def _require_bucket_for_s3(self) -> "Settings":
+        if self.STORAGE_BACKEND == "s3" and not self.S3_BUCKET:
+            raise ValueError("S3_BUCKET is required when STORAGE_BACKEND=s3")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Return the process-wide settings, read from the environment on first use."""
+    return Settings()

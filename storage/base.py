@@ -1,0 +1,50 @@
+"""The object-storage interface: async for the API, blocking for the workers."""
+
+from pathlib import Path
+from typing import Protocol
+
+
+class ObjectNotFound(Exception):
+    """The key does not exist in the bucket or directory."""
+
+
+class StorageError(Exception):
+    """The backend failed or refused the request (network, credentials, bucket)."""
+
+
+class ObjectStorage(Protocol):
+    """Blocking access, for worker processes."""
+
+    def download(self, key: str, destination: Path) -> None: ...
+
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+
+    def get_bytes(self, key: str) -> bytes: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def delete_prefix(self, prefix: str) -> int: ...
+
+
+class Upload(Protocol):
+    """An object being written chunk by chunk; it becomes visible only on commit."""
+
+    async def write(self, chunk: bytes) -> None: ...
+
+    async def commit(self) -> None: ...
+
+    async def abort(self) -> None: ...
+
+
+class AsyncObjectStorage(Protocol):
+    """Non-blocking access, for the API's event loop."""
+
+    async def open_upload(self, key: str) -> Upload: ...
+
+    async def get_bytes(self, key: str) -> bytes: ...
+
+    async def delete_prefix(self, prefix: str) -> int: ...
+
+    async def check(self) -> None:
+        """Raise StorageError unless the backend responds and the bucket is usable."""
+        ...

@@ -1,0 +1,245 @@
+"""Storage in an S3-compatible bucket (AWS S3, MinIO, Cloudflare R2).
+
+Workers use boto3; the API uses aioboto3 so that no request blocks its event loop.
+Both build their clients from the same settings.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aioboto3
+import boto3
+from aiobotocore.config import AioConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from core.settings import Settings
+from storage.base import ObjectNotFound, StorageError
+
+# S3 requires every part but the last to be at least 5 MiB; R2 also requires all parts
+# but the last to have the same size, which a fixed part size satisfies.
+MULTIPART_PART_BYTES = 8 * 1024 * 1024
+
+_NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+def _client_options(settings: Settings) -> dict[str, Any]:
+    secret = settings.AWS_SECRET_ACCESS_KEY
+    return {
+        "endpoint_url": settings.S3_ENDPOINT_URL,
+        "region_name": settings.S3_REGION,
+        "aws_access_key_id": settings.AWS_ACCESS_KEY_ID,
+        "aws_secret_access_key": secret.get_secret_value() if secret else None,
+    }
+
+
+def _config_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "connect_timeout": 5,
+        "read_timeout": 30,
+        "retries": {"max_attempts": 3, "mode": "standard"},
+        "s3": {"addressing_style": settings.S3_ADDRESSING_STYLE},
+        # boto3 >= 1.36 adds CRC checksums to every upload by default, which some
+        # S3-compatible services (Cloudflare R2 among them) have rejected.
+        "request_checksum_calculation": "when_required",
+        "response_checksum_validation": "when_required",
+    }
+
+
+def _translate(error: Exception, action: str, key: str) -> Exception:
+    if isinstance(error, ClientError):
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        if code in _NOT_FOUND_CODES:
+            return ObjectNotFound(key)
+        return StorageError(f"{action} {key} failed: {code or error}")
+    return StorageError(f"{action} {key} failed: {error}")
+
+
+class S3Storage:
+    """Blocking bucket access for the workers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.bucket = settings.S3_BUCKET
+        self.client = boto3.client(
+            "s3",
+            config=Config(**_config_options(settings)),
+            **_client_options(settings),
+        )
+
+    def download(self, key: str, destination: Path) -> None:
+        try:
+            self.client.download_file(self.bucket, key, str(destination))
+        except (BotoCoreError, ClientError) as error:
+            raise _translate(error, "downloading", key) from error
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+        except (BotoCoreError, ClientError) as error:
+            raise _translate(error, "writing", key) from error
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+            return response["Body"].read()
+        except (BotoCoreError, ClientError) as error:
+            raise _translate(error, "reading", key) from error
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if isinstance(_translate(error, "", key), ObjectNotFound):
+                return False
+            raise _translate(error, "checking", key) from error
+        except BotoCoreError as error:
+            raise _translate(error, "checking", key) from error
+        return True
+
+    def delete_prefix(self, prefix: str) -> int:
+        deleted = 0
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if keys:
+                    self.client.delete_objects(
+                        Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True}
+                    )
+                    deleted += len(keys)
+        except (BotoCoreError, ClientError) as error:
+            raise _translate(error, "deleting", prefix) from error
+        return deleted
+
+
+class _S3Upload:
+    """Streams an object into the bucket: one PUT when small, a multipart upload if not.
+
+    Bytes are buffered up to one part (8 MiB), so memory per upload stays bounded
+    whatever the file size. `abort` cancels a started multipart upload so that no
+    parts are left behind in the bucket.
+    """
+
+    def __init__(self, client: Any, bucket: str, key: str) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._key = key
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+
+    async def write(self, chunk: bytes) -> None:
+        self._buffer.extend(chunk)
+        while len(self._buffer) >= MULTIPART_PART_BYTES:
+            part = bytes(self._buffer[:MULTIPART_PART_BYTES])
+            del self._buffer[:MULTIPART_PART_BYTES]
+            await self._send_part(part)
+
+    async def commit(self) -> None:
+        try:
+            if self._upload_id is None:
+                await self._client.put_object(
+                    Bucket=self._bucket, Key=self._key, Body=bytes(self._buffer)
+                )
+                return
+            if self._buffer:
+                await self._send_part(bytes(self._buffer))
+                self._buffer.clear()
+            await self._client.complete_multipart_upload(
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+            )
+        except (BotoCoreError, ClientError) as error:
+            raise _translate(error, "writing", self._key) from error
+
+    async def abort(self) -> None:
+        self._buffer.clear()
+        if self._upload_id is None:
+            return
+        try:
+            await self._client.abort_multipart_upload(
+                Bucket=self._bucket, Key=self._key, UploadId=self._upload_id
+            )
+        except (BotoCoreError, ClientError) as error:
+            raise _translate(error, "aborting upload of", self._key) from error
+
+    async def _send_part(self, data: bytes) -> None:
+        try:
+            if self._upload_id is None:
+                created = await self._client.create_multipart_upload(
+                    Bucket=self._bucket, Key=self._key
+                )
+                self._upload_id = created["UploadId"]
+            number = len(self._parts) + 1
+            response = await self._client.upload_part(
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=data,
+            )
+        except (BotoCoreError, ClientError) as error:
+            raise _translate(error, "writing", self._key) from error
+        self._parts.append({"ETag": response["ETag"], "PartNumber": number})
+
+
+class AsyncS3Storage:
+    """Non-blocking bucket access for the API, over one aiobotocore client."""
+
+    def __init__(self, client: Any, bucket: str) -> None:
+        self.client = client
+        self.bucket = bucket
+
+    async def open_upload(self, key: str) -> _S3Upload:
+        return _S3Upload(self.client, self.bucket, key)
+
+    async def get_bytes(self, key: str) -> bytes:
+        try:
+            response = await self.client.get_object(Bucket=self.bucket, Key=key)
+            async with response["Body"] as body:
+                return await body.read()
+        except (BotoCoreError, ClientError) as error:
+            raise _translate(error, "reading", key) from error
+
+    async def delete_prefix(self, prefix: str) -> int:
+        deleted = 0
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if keys:
+                    await self.client.delete_objects(
+                        Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True}
+                    )
+                    deleted += len(keys)
+        except (BotoCoreError, ClientError) as error:
+            raise _translate(error, "deleting", prefix) from error
+        return deleted
+
+    async def check(self) -> None:
+        try:
+            await self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            raise StorageError(
+                f"bucket {self.bucket} is missing or not accessible ({code})"
+            ) from error
+        except BotoCoreError as error:
+            raise StorageError(
+                f"bucket {self.bucket} did not respond: {error}"
+            ) from error
+
+
+@asynccontextmanager
+async def open_async_s3_storage(settings: Settings) -> AsyncIterator[AsyncS3Storage]:
+    """Yield an AsyncS3Storage whose client lives as long as the context."""
+    session = aioboto3.Session()
+    config = AioConfig(**_config_options(settings))
+    async with session.client(
+        "s3", config=config, **_client_options(settings)
+    ) as client:
+        yield AsyncS3Storage(client, settings.S3_BUCKET)

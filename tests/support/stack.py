@@ -1,0 +1,186 @@
+"""The API and RQ workers as real processes, started with the Procfile commands."""
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from core.procfile import read_procfile
+from tests.support.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+TERMINAL = ("finished", "failed")
+
+
+@dataclass
+class Stack:
+    """One API process and `worker_count` worker processes sharing an environment."""
+
+    env: dict[str, str]
+    log_dir: Path
+    worker_count: int = 2
+    port: int = field(default_factory=free_port)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return Path(self.env["TMPDIR"])
+
+    def start(self) -> None:
+        commands = read_procfile()
+        self.env["PORT"] = str(self.port)
+        self.env["PATH"] = (
+            f"{Path(sys.executable).parent}{os.pathsep}{self.env['PATH']}"
+        )
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._launch("web", commands["web"])
+        for index in range(1, self.worker_count + 1):
+            self._launch(f"worker-{index}", commands["worker"])
+        self._wait_until_ready()
+
+    def _launch(self, name: str, command: str) -> None:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            ["sh", "-c", f"exec {command}"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+
+    def _wait_until_ready(self, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited early; see {self.log_dir}")
+            if self._api_ready() and self._workers_listening():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"the stack did not become ready; see {self.log_dir}")
+
+    def _api_ready(self) -> bool:
+        try:
+            response = httpx.get(f"{self.base_url}/api/v1/health/ready")
+        except httpx.TransportError:
+            return False
+        return response.status_code == 200
+
+    def _workers_listening(self) -> bool:
+        listening = 0
+        for index in range(1, self.worker_count + 1):
+            log = self.log_dir / f"worker-{index}.log"
+            text = log.read_text(errors="replace") if log.exists() else ""
+            listening += "Listening on default" in text
+        return listening == self.worker_count
+
+    def stop(self) -> None:
+        """Kill every process of the stack, work horses and their children included."""
+        sessions = {process.pid for process in self.processes.values()}
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for process in self.processes.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        for pid in processes_in_sessions(sessions):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+
+    def worker_pids(self) -> dict[str, set[int]]:
+        """Return the live processes of each worker: itself, its horse, their tools."""
+        result = {}
+        for name, process in self.processes.items():
+            if name.startswith("worker"):
+                result[name] = set(processes_in_sessions({process.pid}))
+        return result
+
+    # Client helpers
+
+    def submit(
+        self,
+        path: Path,
+        *,
+        filename: str | None = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        data = content if content is not None else path.read_bytes()
+        files = {"file": (filename or path.name, data, "application/octet-stream")}
+        return httpx.post(
+            f"{self.base_url}/api/v1/ocr/submit",
+            files=files,
+            headers=headers,
+            timeout=60,
+        )
+
+    def submit_ok(self, path: Path, **options: Any) -> str:
+        response = self.submit(path, **options)
+        assert response.status_code == 202, response.text
+        return response.json()["job_id"]
+
+    def result(self, job_id: str) -> httpx.Response:
+        return httpx.get(f"{self.base_url}/api/v1/ocr/result/{job_id}", timeout=30)
+
+    def wait_for(self, job_id: str, timeout_s: float = 120) -> dict[str, Any]:
+        """Poll until the job ends; return its last result body."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            body = self.result(job_id).json()
+            if body.get("status") in TERMINAL:
+                return body
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"job {job_id} did not end in {timeout_s} s: {body}"
+                )
+            time.sleep(0.2)
+
+
+def processes_in_sessions(session_ids: set[int]) -> list[int]:
+    """Return the pids of all live processes whose session id is in `session_ids`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            if os.getsid(pid) in session_ids:
+                found.append(pid)
+        except (ProcessLookupError, PermissionError):
+            continue
+    return found
+
+
+def tool_processes() -> list[str]:
+    """Return the command names of any tesseract, pdftoppm or pdfinfo still running."""
+    names = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            name = (entry / "comm").read_text().strip()
+            state = (entry / "stat").read_text().split()[2]
+        except OSError:
+            continue
+        if name in ("tesseract", "pdftoppm", "pdfinfo") and state != "Z":
+            names.append(name)
+    return names

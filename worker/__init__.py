@@ -1,0 +1,1 @@
+"""The RQ job functions and the wrappers around Tesseract, poppler and Pillow."""

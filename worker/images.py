@@ -1,0 +1,121 @@
+"""Decoding and normalizing uploaded images with Pillow before OCR."""
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from core.errors import ImageCorrupt, ImageTooLarge
+from worker.rasterize import MAX_SIDE_PIXELS
+
+# Modes Tesseract reads as they are; anything else is converted first.
+_READY_MODES = frozenset({"1", "L", "RGB"})
+_SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
+# Below this a DPI tag is more likely a placeholder than a real scan resolution.
+_MIN_TRUSTED_DPI = 50
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    path: Path
+    width: int
+    height: int
+    # The resolution recorded in the file, or None when it has none worth trusting.
+    dpi: int | None
+
+
+def prepare_image(
+    source: Path, destination_dir: Path, *, max_pixels: int
+) -> PreparedImage:
+    """Validate `source` and return an image file Tesseract reads well.
+
+    The pixel count is checked from the header before any pixel is decoded. The image
+    is then fully decoded, so a truncated file fails here rather than inside
+    Tesseract. EXIF orientation is applied; CMYK, palette, 16-bit and alpha images are
+    converted to 8-bit grayscale or RGB, with transparency flattened onto white. An
+    image that needs none of this is passed on as the original file.
+
+    Raises ImageTooLarge for images over `max_pixels` or wider or taller than
+    Tesseract accepts, and ImageCorrupt for files Pillow cannot decode.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(source)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageTooLarge(f"The image has too many pixels: {error}") from error
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ImageCorrupt() from error
+
+    with image:
+        width, height = image.size
+        _check_dimensions(width, height, max_pixels)
+        try:
+            image.load()
+        except (OSError, SyntaxError, ValueError) as error:
+            raise ImageCorrupt(f"The image cannot be decoded: {error}") from error
+
+        dpi = _read_dpi(image)
+        oriented = image
+        if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+            oriented = ImageOps.exif_transpose(image)
+        converted = _to_ocr_mode(oriented)
+        if converted is image:
+            return PreparedImage(source, width, height, dpi)
+
+        output = destination_dir / "image.png"
+        save_options: dict = {"compress_level": 1}
+        if dpi is not None:
+            save_options["dpi"] = (dpi, dpi)
+        converted.save(output, format="PNG", **save_options)
+        return PreparedImage(output, converted.width, converted.height, dpi)
+
+
+def _check_dimensions(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"The image is {width}x{height} pixels ({width * height:,}); "
+            f"the limit is {max_pixels:,} pixels."
+        )
+    if max(width, height) > MAX_SIDE_PIXELS:
+        raise ImageTooLarge(
+            f"The image is {width}x{height} pixels; Tesseract accepts at most "
+            f"{MAX_SIDE_PIXELS} pixels per side."
+        )
+
+
+def _read_dpi(image: Image.Image) -> int | None:
+    dpi = image.info.get("dpi")
+    if not dpi:
+        return None
+    try:
+        value = round(float(dpi[0]))
+    except (TypeError, ValueError, IndexError):
+        return None
+    return value if value >= _MIN_TRUSTED_DPI else None
+
+
+def _to_ocr_mode(image: Image.Image) -> Image.Image:
+    """Return `image` itself when Tesseract reads it well, else a converted copy."""
+    if image.mode in _READY_MODES:
+        return image
+    if image.mode in _SIXTEEN_BIT_MODES:
+        # convert("L") clips 16-bit values above 255 to white, which blanks a typical
+        # 16-bit scan, so scale the range down to 8 bits instead.
+        wide = image.convert("I")
+        _, maximum = wide.getextrema()
+        scale = 1 / 256 if maximum > 255 else 1
+        return wide.point(lambda value: value * scale).convert("L")
+    if image.mode == "F":
+        return image.convert("L")
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, "white")
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")

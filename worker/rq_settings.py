@@ -1,0 +1,13 @@
+"""Settings module for `rq worker -c worker.rq_settings`.
+
+RQ imports it before it configures logging, so the Loguru sink installed here takes
+RQ's own log records too, and RQ adds no handler of its own.
+"""
+
+from core.logs import configure_logging
+from core.settings import get_settings
+
+_settings = get_settings()
+configure_logging(_settings.LOG_LEVEL, _settings.LOG_JSON)
+
+QUEUES = ["default"]
