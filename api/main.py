@@ -8,7 +8,7 @@ from loguru import logger
 
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
-from api.routes import health, ocr
+from api.routes import health, jobs, ocr
 from api.services import open_services
 from core.logs import configure_logging
 from core.settings import Settings, get_settings
@@ -34,10 +34,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Asynchronous OCR: upload a scan, get a job id, fetch the text.",
         version="0.1.0",
         lifespan=lifespan,
+        # A trailing slash gets the usual 404 error body instead of a bare redirect,
+        # which curl -F would not follow.
+        redirect_slashes=False,
     )
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
     app.include_router(ocr.router)
+    app.include_router(jobs.router)
     app.include_router(health.router)
     return app
 

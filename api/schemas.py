@@ -5,7 +5,7 @@ from dataclasses import asdict
 from pydantic import BaseModel, Field
 
 from core.errors import ErrorCode
-from core.jobs import JobRecord, JobStatus
+from core.jobs import JobRecord, JobStatus, PageState
 
 
 class SubmitResponse(BaseModel):
@@ -21,8 +21,14 @@ class JobError(BaseModel):
 
 class PageResult(BaseModel):
     page: int = Field(description="1-based page number.")
-    text: str | None = Field(description="The page's text; null when the page failed.")
+    state: PageState
+    text: str | None = Field(
+        description="The page's text once done; null while pending, when failed, "
+        "or when the document's text is too large to inline."
+    )
     error: JobError | None
+    duration_ms: int | None = Field(description="Rendering and OCR time of the page.")
+    dpi: int | None = Field(description="Resolution the page was read at.")
 
 
 class JobResult(BaseModel):
@@ -38,11 +44,22 @@ class JobResult(BaseModel):
     created_at: str
     started_at: str | None
     finished_at: str | None
+    deadline_at: str | None = Field(
+        default=None, description="When pages still pending fail (PDFs only)."
+    )
     duration_ms: int | None = Field(description="started_at to finished_at.")
     text: str | None = Field(
-        default=None, description="Page texts joined by a blank line; when finished."
+        default=None,
+        description="Page texts joined by a blank line; when finished and inlined.",
     )
-    pages: list[PageResult] | None = Field(default=None, description="When finished.")
+    text_inline: bool = Field(
+        default=True,
+        description="False when the text is too large for this body; read text_url.",
+    )
+    text_url: str = Field(default="", description="The whole text as text/plain.")
+    pages: list[PageResult] | None = Field(
+        default=None, description="Every page with its state, once the count is known."
+    )
     error: JobError | None = Field(default=None, description="When failed.")
 
     @classmethod

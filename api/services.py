@@ -7,10 +7,8 @@ from dataclasses import dataclass
 from fastapi import Request
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
-from rq import Queue
 
 from core.jobstore import AsyncJobReader, JobStore
-from core.queueing import create_queue
 from core.settings import Settings
 from storage import AsyncObjectStorage, open_async_storage
 
@@ -22,7 +20,6 @@ class Services:
     redis: Redis
     async_redis: AsyncRedis
     storage: AsyncObjectStorage
-    queue: Queue
     store: JobStore
     reader: AsyncJobReader
 
@@ -40,7 +37,6 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 redis=redis,
                 async_redis=async_redis,
                 storage=storage,
-                queue=create_queue(redis, settings),
                 store=JobStore(redis, settings.RESULT_TTL_SECONDS),
                 reader=AsyncJobReader(async_redis),
             )

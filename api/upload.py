@@ -7,11 +7,13 @@ computed on the way through. Any failure aborts the storage upload, so a rejecte
 request leaves no object behind.
 """
 
+import asyncio
 import hashlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from loguru import logger
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
@@ -20,6 +22,7 @@ from core.errors import (
     FileTooLarge,
     InvalidRequest,
     UnsupportedMediaType,
+    UploadTimeout,
 )
 from core.filetypes import SNIFF_BYTES, FileType, sniff_file_type
 from core.ids import sanitize_filename
@@ -197,20 +200,55 @@ class _UploadReceiver:
             self.head.clear()
 
 
+@dataclass(frozen=True)
+class UploadLimits:
+    max_bytes: int
+    # The whole body must arrive within total_s, with no pause longer than idle_s.
+    total_s: float
+    idle_s: float
+
+
+async def body_chunks(request: Request, limits: UploadLimits) -> AsyncIterator[bytes]:
+    """Yield the body's chunks, raising UploadTimeout on a stall or a slow body."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limits.total_s
+    stream = request.stream()
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise UploadTimeout(
+                f"The upload took longer than {limits.total_s:g} seconds."
+            )
+        try:
+            async with asyncio.timeout(min(limits.idle_s, remaining)):
+                chunk = await anext(stream)
+        except StopAsyncIteration:
+            return
+        except TimeoutError as error:
+            raise UploadTimeout(
+                f"The upload stalled or took longer than {limits.total_s:g} seconds."
+            ) from error
+        yield chunk
+
+
 async def receive_upload(
-    request: Request, storage: AsyncObjectStorage, key: str, max_bytes: int
+    request: Request, storage: AsyncObjectStorage, key: str, limits: UploadLimits
 ) -> ReceivedFile:
     """Stream the request's file field into `key` and return what was received.
 
-    Raises FileTooLarge, UnsupportedMediaType, EmptyFile or InvalidRequest; in every
-    such case nothing is left in storage.
+    Raises FileTooLarge, UnsupportedMediaType, EmptyFile, InvalidRequest or
+    UploadTimeout; in every such case nothing is left in storage.
     """
+    max_bytes = limits.max_bytes
     boundary = multipart_boundary(request.headers.get("content-type"))
     receiver = _UploadReceiver(storage, key, max_bytes)
-    parser = MultipartParser(boundary, receiver.callbacks())
+    try:
+        parser = MultipartParser(boundary, receiver.callbacks())
+    except FormParserError as error:
+        raise InvalidRequest(f"The multipart boundary is invalid: {error}") from error
     committed = False
     try:
-        async for chunk in request.stream():
+        async for chunk in body_chunks(request, limits):
             parser.write(chunk)
             await receiver.process_events()
             if receiver.ended:
@@ -225,8 +263,8 @@ async def receive_upload(
             )
         await receiver.upload.commit()
         committed = True
-    except MultipartParseError as error:
-        raise InvalidRequest(f"The multipart body is malformed: {error}") from error
+    except FormParserError as error:
+        raise InvalidRequest("The multipart body is malformed.") from error
     except ClientDisconnect as error:
         raise InvalidRequest("The client disconnected during the upload.") from error
     finally:

@@ -26,6 +26,10 @@ class ErrorCode(StrEnum):
     OCR_TIMEOUT = "ocr_timeout"
     OCR_FAILED = "ocr_failed"
     WORKER_LOST = "worker_lost"
+    CANCELLED = "cancelled"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+    PAGE_NOT_FOUND = "page_not_found"
+    UPLOAD_TIMEOUT = "upload_timeout"
     STORAGE_UNAVAILABLE = "storage_unavailable"
     QUEUE_UNAVAILABLE = "queue_unavailable"
     INTERNAL_ERROR = "internal_error"
@@ -101,7 +105,8 @@ ERROR_SPECS: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.OCR_TIMEOUT: ErrorSpec(
         422,
         False,
-        "Tesseract did not finish a page within PAGE_TIMEOUT_SECONDS.",
+        "A page was not rendered within RASTER_TIMEOUT_SECONDS or not read by "
+        "Tesseract within PAGE_TIMEOUT_SECONDS.",
         (JOB, PAGE),
     ),
     ErrorCode.OCR_FAILED: ErrorSpec(
@@ -113,8 +118,27 @@ ERROR_SPECS: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.WORKER_LOST: ErrorSpec(
         500,
         True,
-        "The worker process running the job died; submit the file again.",
-        (JOB,),
+        "The worker running the job or page died more often than the retry budget "
+        "allows; submit the file again.",
+        (JOB, PAGE),
+    ),
+    ErrorCode.CANCELLED: ErrorSpec(
+        409, False, "The job was cancelled with DELETE before it ended.", (JOB,)
+    ),
+    ErrorCode.DEADLINE_EXCEEDED: ErrorSpec(
+        504,
+        True,
+        "The page was not done by the document's deadline (deadline_at).",
+        (JOB, PAGE),
+    ),
+    ErrorCode.PAGE_NOT_FOUND: ErrorSpec(
+        404, False, "The job has no page with this number."
+    ),
+    ErrorCode.UPLOAD_TIMEOUT: ErrorSpec(
+        408,
+        True,
+        "The upload stalled for UPLOAD_IDLE_SECONDS or took longer than "
+        "UPLOAD_TIMEOUT_SECONDS.",
     ),
     ErrorCode.STORAGE_UNAVAILABLE: ErrorSpec(
         503,
@@ -142,6 +166,8 @@ class PindaiError(Exception):
 
     def __init__(self, message: str | None = None) -> None:
         self.message = message or self.default_message
+        # Set once the error is stored on its job or page, so it is stored only once.
+        self.recorded = False
         super().__init__(self.message)
 
     @property
@@ -235,6 +261,32 @@ class WorkerLost(PindaiError):
 
     code = ErrorCode.WORKER_LOST
     default_message = "The worker running this job stopped unexpectedly."
+
+
+class Cancelled(PindaiError):
+    """The client cancelled the job."""
+
+    code = ErrorCode.CANCELLED
+    default_message = "The job was cancelled."
+
+
+class DeadlineExceeded(PindaiError):
+    """The page was still pending when the document's deadline passed."""
+
+    code = ErrorCode.DEADLINE_EXCEEDED
+    default_message = "The page was not done before the document's deadline."
+
+
+class PageNotFound(PindaiError):
+    """The job has no page with this number."""
+
+    code = ErrorCode.PAGE_NOT_FOUND
+
+
+class UploadTimeout(PindaiError):
+    """The request body arrived too slowly."""
+
+    code = ErrorCode.UPLOAD_TIMEOUT
 
 
 class StorageUnavailable(PindaiError):

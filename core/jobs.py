@@ -23,12 +23,27 @@ class JobStatus(StrEnum):
 TERMINAL_STATUSES = frozenset({JobStatus.FINISHED, JobStatus.FAILED})
 
 
+class PageState(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+# Sorted set of documents still running, scored by their deadline (Unix seconds).
+DEADLINES_KEY = "pindai:deadlines"
+
+
 def job_key(job_id: str) -> str:
     return f"pindai:job:{job_id}"
 
 
 def pages_key(job_id: str) -> str:
     return f"pindai:job:{job_id}:pages"
+
+
+def events_channel(job_id: str) -> str:
+    """Pub/sub channel on which a job's end is announced, for long-polling readers."""
+    return f"pindai:job:{job_id}:events"
 
 
 def source_object_key(job_id: str) -> str:
@@ -39,12 +54,21 @@ def page_text_object_key(job_id: str, page: int) -> str:
     return f"jobs/{job_id}/pages/{page:05d}.txt"
 
 
+def text_object_key(job_id: str) -> str:
+    """The whole document's text, assembled when the job finishes."""
+    return f"jobs/{job_id}/text.txt"
+
+
 def job_object_prefix(job_id: str) -> str:
     return f"jobs/{job_id}/"
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def parse_timestamp(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -69,6 +93,7 @@ class JobRecord:
     started_at: str | None = None
     finished_at: str | None = None
     duration_ms: int | None = None
+    deadline_at: str | None = None
     page_count: int | None = None
     pages_done: int = 0
     partial: bool = False
@@ -99,7 +124,13 @@ class JobRecord:
             request_id=values.get("request_id", ""),
             created_at=values["created_at"],
         )
-        for name in ("started_at", "finished_at", "error_code", "error_message"):
+        for name in (
+            "started_at",
+            "finished_at",
+            "deadline_at",
+            "error_code",
+            "error_message",
+        ):
             setattr(record, name, values.get(name))
         for name in ("duration_ms", "page_count"):
             if name in values:
@@ -122,6 +153,10 @@ class PageOutcome:
     @property
     def ok(self) -> bool:
         return self.error_code is None
+
+    @property
+    def state(self) -> PageState:
+        return PageState.DONE if self.ok else PageState.FAILED
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

@@ -1,18 +1,23 @@
 """Job records in Redis: blocking access for workers, async reads for the API."""
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import timedelta
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.client import Pipeline
 
+from core.errors import ErrorCode
 from core.jobs import (
+    DEADLINES_KEY,
     JobRecord,
     JobStatus,
     PageOutcome,
+    events_channel,
     format_timestamp,
     job_key,
     pages_key,
+    parse_timestamp,
     utc_now,
 )
 
@@ -36,15 +41,40 @@ end
 return 0
 """
 
-# Records one page outcome and counts it, but only while the job hash exists, so that a
-# page finishing after its job expired or was deleted cannot create keys with no TTL.
+# Records one page outcome and counts it in `pages_done`. HSETNX makes it idempotent:
+# a page recorded twice (a retried page, a deadline racing a late worker) counts once.
+# Nothing is written unless the job is `started`: a page finishing after its job was
+# cancelled, deleted or expired changes nothing and creates no key without a TTL.
+# Returns {recorded, pages_done, page_count}.
 _RECORD_PAGE_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if redis.call('HGET', KEYS[1], 'status') ~= 'started' then return {-1, 0, 0} end
+local added = redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[3]))
-redis.call('HINCRBY', KEYS[1], 'pages_done', 1)
-return 1
+local done
+if added == 1 then
+  done = redis.call('HINCRBY', KEYS[1], 'pages_done', 1)
+else
+  done = tonumber(redis.call('HGET', KEYS[1], 'pages_done') or '0')
+end
+local count = tonumber(redis.call('HGET', KEYS[1], 'page_count') or '0')
+return {added, done, count}
 """
+
+
+@dataclass(frozen=True)
+class PageRecorded:
+    """The effect of recording one page outcome."""
+
+    recorded: bool
+    pages_done: int
+    page_count: int
+
+    @property
+    def completes_job(self) -> bool:
+        """True for exactly one recording per job: the one that made the count whole."""
+        return (
+            self.recorded and self.page_count > 0 and self.pages_done == self.page_count
+        )
 
 
 class JobStore:
@@ -68,6 +98,9 @@ class JobStore:
     def get_pages(self, job_id: str) -> list[PageOutcome]:
         return _parse_pages(self.redis.hgetall(pages_key(job_id)))
 
+    def has_page(self, job_id: str, page: int) -> bool:
+        return bool(self.redis.hexists(pages_key(job_id), str(page)))
+
     def mark_started(self, job_id: str) -> bool:
         """Move a queued job to `started`; return False when it was not queued."""
         return self._set_if(
@@ -76,17 +109,23 @@ class JobStore:
             {"status": JobStatus.STARTED, "started_at": format_timestamp(utc_now())},
         )
 
-    def set_page_count(self, job_id: str, page_count: int) -> None:
-        self._set_if(job_id, (JobStatus.STARTED,), {"page_count": str(page_count)})
+    def set_page_count(
+        self, job_id: str, page_count: int, deadline_seconds: float | None = None
+    ) -> None:
+        """Store the page count and, for multi-page work, the document's deadline."""
+        fields: dict[str, object] = {"page_count": page_count}
+        if deadline_seconds is not None:
+            deadline = utc_now() + timedelta(seconds=deadline_seconds)
+            fields["deadline_at"] = format_timestamp(deadline)
+            self.redis.zadd(DEADLINES_KEY, {job_id: deadline.timestamp()})
+        self._set_if(job_id, (JobStatus.STARTED,), fields)
 
-    def record_page(self, job_id: str, outcome: PageOutcome) -> bool:
-        """Store a page outcome and count it in `pages_done`, atomically.
-
-        Returns False when the job record no longer exists.
-        """
+    def record_page(self, job_id: str, outcome: PageOutcome) -> PageRecorded:
+        """Store a page outcome and count it in `pages_done`, atomically and once."""
         keys = [job_key(job_id), pages_key(job_id)]
         arguments = [str(outcome.page), outcome.to_json(), str(self.ttl_seconds)]
-        return bool(self._record_page(keys=keys, args=arguments))
+        added, done, count = self._record_page(keys=keys, args=arguments)
+        return PageRecorded(recorded=added == 1, pages_done=done, page_count=count)
 
     def finish(self, job_id: str, *, partial: bool) -> bool:
         """Mark a started job finished; return False when it had already ended."""
@@ -99,6 +138,23 @@ class JobStore:
             {"status": JobStatus.FAILED, "error_code": code, "error_message": message},
         )
 
+    def cancel(self, job_id: str) -> bool:
+        """Fail a queued or started job with `cancelled`; False if it had ended."""
+        return self.fail(job_id, ErrorCode.CANCELLED, "The job was cancelled.")
+
+    def delete(self, job_id: str) -> None:
+        """Remove the job's records, so that every later read finds no job."""
+        with self.redis.pipeline() as pipeline:
+            pipeline.delete(job_key(job_id), pages_key(job_id))
+            pipeline.zrem(DEADLINES_KEY, job_id)
+            pipeline.execute()
+
+    def overdue_jobs(self, limit: int = 100) -> list[str]:
+        """Return ids of running documents whose deadline has passed."""
+        now = utc_now().timestamp()
+        raw = self.redis.zrangebyscore(DEADLINES_KEY, "-inf", now, start=0, num=limit)
+        return [item.decode() for item in raw]
+
     def _end(self, job_id: str, fields: dict[str, object]) -> bool:
         record = self.get(job_id)
         if record is None:
@@ -106,12 +162,16 @@ class JobStore:
         now = utc_now()
         fields = dict(fields, finished_at=format_timestamp(now))
         if record.started_at is not None:
-            started = _parse_timestamp(record.started_at)
+            started = parse_timestamp(record.started_at)
             fields["duration_ms"] = int((now - started).total_seconds() * 1000)
         allowed = (JobStatus.QUEUED, JobStatus.STARTED)
         if fields["status"] == JobStatus.FINISHED:
             allowed = (JobStatus.STARTED,)
-        return self._set_if(job_id, allowed, fields, ttl_seconds=self.ttl_seconds)
+        ended = self._set_if(job_id, allowed, fields, ttl_seconds=self.ttl_seconds)
+        if ended:
+            self.redis.zrem(DEADLINES_KEY, job_id)
+            self.redis.publish(events_channel(job_id), str(fields["status"]))
+        return ended
 
     def _set_if(
         self,
@@ -141,11 +201,11 @@ class AsyncJobReader:
     async def get_pages(self, job_id: str) -> list[PageOutcome]:
         return _parse_pages(await self.redis.hgetall(pages_key(job_id)))
 
+    async def get_page(self, job_id: str, page: int) -> PageOutcome | None:
+        raw = await self.redis.hget(pages_key(job_id), str(page))
+        return PageOutcome.from_json(raw) if raw is not None else None
+
 
 def _parse_pages(raw: dict) -> list[PageOutcome]:
     outcomes = [PageOutcome.from_json(value) for value in raw.values()]
     return sorted(outcomes, key=lambda outcome: outcome.page)
-
-
-def _parse_timestamp(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))

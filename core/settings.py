@@ -29,6 +29,8 @@ class Settings(BaseSettings):
 
     # Upload and document limits
     MAX_UPLOAD_BYTES: int = Field(default=10 * 1024 * 1024, gt=0)
+    UPLOAD_TIMEOUT_SECONDS: float = Field(default=300.0, gt=0)
+    UPLOAD_IDLE_SECONDS: float = Field(default=30.0, gt=0)
     MAX_PAGES: int = Field(default=20, gt=0)
     MAX_IMAGE_PIXELS: int = Field(default=50_000_000, gt=0)
     RESULT_TTL_SECONDS: int = Field(default=86_400, gt=0)
@@ -39,6 +41,8 @@ class Settings(BaseSettings):
     PAGE_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
     RASTER_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
     TOOL_MEMORY_LIMIT_MB: int = Field(default=2048, ge=0)
+    MAX_ATTEMPTS: int = Field(default=3, ge=1, le=10)
+    LEASE_SECONDS: int = Field(default=30, ge=5)
 
     # Logging
     LOG_LEVEL: str = "INFO"

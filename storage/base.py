@@ -1,5 +1,6 @@
 """The object-storage interface: async for the API, blocking for the workers."""
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Protocol
 
@@ -42,6 +43,10 @@ class AsyncObjectStorage(Protocol):
     async def open_upload(self, key: str) -> Upload: ...
 
     async def get_bytes(self, key: str) -> bytes: ...
+
+    def iter_bytes(self, key: str) -> AsyncIterator[bytes]:
+        """Yield the object's bytes in chunks; raise ObjectNotFound before the first."""
+        ...
 
     async def delete_prefix(self, prefix: str) -> int: ...
 

@@ -5,9 +5,11 @@ Objects are files under the root directory, named by their key. Each write goes 
 never sees a half-written object.
 """
 
+import contextlib
 import os
 import shutil
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio.to_thread
@@ -15,6 +17,7 @@ import anyio.to_thread
 from storage.base import ObjectNotFound, StorageError
 
 _PART_SUFFIX = ".part"
+STREAM_CHUNK_BYTES = 64 * 1024
 
 
 class LocalStorage:
@@ -122,6 +125,9 @@ class _LocalUpload:
             if self._file is not None:
                 self._file.close()
             self._partial.unlink(missing_ok=True)
+            # The job's directory was made for this upload; drop it if it is empty.
+            with contextlib.suppress(OSError):
+                self._target.parent.rmdir()
 
         await anyio.to_thread.run_sync(close_and_remove)
 
@@ -142,6 +148,20 @@ class AsyncLocalStorage:
 
     async def get_bytes(self, key: str) -> bytes:
         return await anyio.to_thread.run_sync(self.sync.get_bytes, key)
+
+    async def iter_bytes(self, key: str) -> AsyncIterator[bytes]:
+        path = self.sync.path_for(key)
+        try:
+            file = await anyio.to_thread.run_sync(path.open, "rb")
+        except FileNotFoundError as error:
+            raise ObjectNotFound(key) from error
+        try:
+            while chunk := await anyio.to_thread.run_sync(
+                file.read, STREAM_CHUNK_BYTES
+            ):
+                yield chunk
+        finally:
+            file.close()
 
     async def delete_prefix(self, prefix: str) -> int:
         return await anyio.to_thread.run_sync(self.sync.delete_prefix, prefix)

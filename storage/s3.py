@@ -22,6 +22,8 @@ from storage.base import ObjectNotFound, StorageError
 # but the last to have the same size, which a fixed part size satisfies.
 MULTIPART_PART_BYTES = 8 * 1024 * 1024
 
+STREAM_CHUNK_BYTES = 64 * 1024
+
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
@@ -204,6 +206,18 @@ class AsyncS3Storage:
                 return await body.read()
         except (BotoCoreError, ClientError) as error:
             raise _translate(error, "reading", key) from error
+
+    async def iter_bytes(self, key: str) -> AsyncIterator[bytes]:
+        try:
+            response = await self.client.get_object(Bucket=self.bucket, Key=key)
+        except (BotoCoreError, ClientError) as error:
+            raise _translate(error, "reading", key) from error
+        async with response["Body"] as body:
+            try:
+                while chunk := await body.read(STREAM_CHUNK_BYTES):
+                    yield chunk
+            except (BotoCoreError, ClientError, OSError) as error:
+                raise _translate(error, "reading", key) from error
 
     async def delete_prefix(self, prefix: str) -> int:
         deleted = 0

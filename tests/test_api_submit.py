@@ -1,8 +1,10 @@
 """Submit route: streaming validation, what reaches Redis and storage, error bodies."""
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 from fastapi.testclient import TestClient
 from redis import Redis
@@ -10,6 +12,8 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from api.main import create_app
+from api.upload import UploadLimits, body_chunks
+from core.errors import UploadTimeout
 from core.jobs import job_key
 from core.settings import Settings
 from tests.conftest import CASES, make_settings
@@ -60,12 +64,12 @@ def test_submit_enqueues_key_not_bytes(client: TestClient, settings: Settings) -
     response = client.post("/api/v1/ocr/submit", files={"file": ("scan.png", PNG)})
     job_id = response.json()["job_id"]
 
-    assert queued_job_ids(settings) == [f"{job_id}-ocr"]
+    assert queued_job_ids(settings) == [f"{job_id}-image"]
     redis = Redis.from_url(settings.REDIS_URL)
-    rq_job = Job.fetch(f"{job_id}-ocr", connection=redis, serializer=JSONSerializer)
-    assert rq_job.func_name == "worker.jobs.ocr_document"
+    rq_job = Job.fetch(f"{job_id}-image", connection=redis, serializer=JSONSerializer)
+    assert rq_job.func_name == "worker.jobs.ocr_image"
     assert list(rq_job.args) == [job_id, f"jobs/{job_id}/source", {}]
-    raw = redis.hgetall(f"rq:job:{job_id}-ocr")
+    raw = redis.hgetall(f"rq:job:{job_id}-image")
     assert all(b"\x89PNG" not in value for value in raw.values())
     assert sum(len(value) for value in raw.values()) < 4096
     assert stored_files(settings)[0].read_bytes() == PNG
@@ -298,3 +302,85 @@ def test_job_record_has_ttl(client: TestClient, settings: Settings) -> None:
 
     ttl = Redis.from_url(settings.REDIS_URL).ttl(job_key(job_id))
     assert 0 < ttl <= settings.RESULT_TTL_SECONDS
+
+
+def test_long_boundary_rejected(client: TestClient, settings: Settings) -> None:
+    boundary = "B" * 300
+    body = (
+        (
+            f"--{boundary}\r\n"
+            'Content-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
+        ).encode()
+        + PNG
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    response = client.post(
+        "/api/v1/ocr/submit",
+        content=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+
+    assert_error(response, 422, "invalid_request")
+    assert_nothing_kept(settings)
+
+
+def test_trailing_slash_is_not_found(client: TestClient) -> None:
+    response = client.post(
+        "/api/v1/ocr/submit/", files={"file": ("a.png", PNG)}, follow_redirects=False
+    )
+
+    assert_error(response, 404, "not_found")
+
+
+class SlowRequest:
+    """Stands in for a Starlette request whose body arrives with pauses."""
+
+    def __init__(self, chunks: list[bytes], pause_s: float) -> None:
+        self.chunks = chunks
+        self.pause_s = pause_s
+
+    async def stream(self):
+        for chunk in self.chunks:
+            yield chunk
+            await asyncio.sleep(self.pause_s)
+
+
+def collect(request: SlowRequest, limits: UploadLimits) -> list[bytes]:
+    async def run() -> list[bytes]:
+        return [chunk async for chunk in body_chunks(request, limits)]
+
+    return anyio.run(run)
+
+
+def test_stalled_upload_times_out() -> None:
+    limits = UploadLimits(max_bytes=100, total_s=10, idle_s=0.2)
+
+    with pytest.raises(UploadTimeout, match="stalled"):
+        collect(SlowRequest([b"a", b"b"], pause_s=0.5), limits)
+
+
+def test_slow_upload_times_out() -> None:
+    limits = UploadLimits(max_bytes=100, total_s=0.5, idle_s=0.3)
+
+    with pytest.raises(UploadTimeout):
+        collect(SlowRequest([b"x"] * 10, pause_s=0.2), limits)
+
+
+def test_steady_upload_passes() -> None:
+    limits = UploadLimits(max_bytes=100, total_s=5, idle_s=0.5)
+
+    assert collect(SlowRequest([b"a", b"b", b"c"], pause_s=0.05), limits) == [
+        b"a",
+        b"b",
+        b"c",
+    ]
+
+
+def test_rejected_upload_leaves_no_directory(
+    client: TestClient, settings: Settings
+) -> None:
+    files = [("file", ("a.png", PNG)), ("file", ("b.png", PNG))]
+    client.post("/api/v1/ocr/submit", files=files)
+
+    jobs = Path(settings.STORAGE_DIR) / "jobs"
+    assert not jobs.exists() or list(jobs.iterdir()) == []

@@ -76,7 +76,7 @@ def test_procfile_commands() -> None:
     assert set(commands) == {"web", "worker"}
     assert commands["web"].startswith("uvicorn api.main:app ")
     assert commands["worker"].startswith("rq worker --url ")
-    assert commands["worker"].endswith(" default")
+    assert commands["worker"].endswith(" default pages")
 
 
 def test_procfile_rejects_bad_line(tmp_path: Path) -> None:
@@ -170,11 +170,19 @@ def test_record_page_counts(store: JobStore) -> None:
     job_id = "d" * 32
     create(store, job_id)
     store.mark_started(job_id)
+    store.set_page_count(job_id, 2, deadline_seconds=60)
 
-    assert store.record_page(job_id, PageOutcome(page=2, duration_ms=5))
-    assert store.record_page(
+    first = store.record_page(job_id, PageOutcome(page=2, duration_ms=5))
+    again = store.record_page(job_id, PageOutcome(page=2, duration_ms=9))
+    last = store.record_page(
         job_id, PageOutcome(page=1, duration_ms=7, error_code="ocr_timeout")
     )
+
+    assert first.recorded
+    assert not first.completes_job
+    assert not again.recorded
+    assert last.recorded
+    assert last.completes_job
 
     assert store.get(job_id).pages_done == 2
     pages = store.get_pages(job_id)
@@ -187,7 +195,7 @@ def test_record_page_counts(store: JobStore) -> None:
 def test_record_page_after_expiry(store: JobStore) -> None:
     job_id = "e" * 32
 
-    assert not store.record_page(job_id, PageOutcome(page=1, duration_ms=1))
+    assert not store.record_page(job_id, PageOutcome(page=1, duration_ms=1)).recorded
     assert store.redis.exists(job_key(job_id), pages_key(job_id)) == 0
 
 
@@ -195,3 +203,43 @@ def test_missing_record(store: JobStore) -> None:
     assert store.get("f" * 32) is None
     assert not store.fail("f" * 32, "ocr_failed", "x")
     assert store.redis.exists(job_key("f" * 32)) == 0
+
+
+def test_deadline_listed_when_overdue(store: JobStore) -> None:
+    job_id = "9" * 32
+    create(store, job_id)
+    store.mark_started(job_id)
+    store.set_page_count(job_id, 3, deadline_seconds=-1)
+
+    assert store.get(job_id).deadline_at is not None
+    assert store.overdue_jobs() == [job_id]
+    store.finish(job_id, partial=False)
+    assert store.overdue_jobs() == []
+
+
+def test_end_publishes_event(store: JobStore) -> None:
+    job_id = "8" * 32
+    create(store, job_id)
+    pubsub = store.redis.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(f"pindai:job:{job_id}:events")
+    pubsub.get_message(timeout=1)
+
+    store.cancel(job_id)
+
+    message = pubsub.get_message(timeout=2)
+    assert message is not None
+    assert message["data"] == b"failed"
+    assert store.get(job_id).error_code == "cancelled"
+    pubsub.close()
+
+
+def test_delete_removes_records(store: JobStore) -> None:
+    job_id = "7" * 32
+    create(store, job_id)
+    store.mark_started(job_id)
+    store.record_page(job_id, PageOutcome(page=1, duration_ms=1))
+
+    store.delete(job_id)
+
+    assert store.get(job_id) is None
+    assert store.redis.exists(job_key(job_id), pages_key(job_id)) == 0

@@ -90,7 +90,7 @@ def test_bomb_rejected_from_header(tmp_path: Path) -> None:
 
 
 def test_pixel_cap_setting(tmp_path: Path) -> None:
-    with pytest.raises(ImageTooLarge, match="limit is 1,000 pixels"):
+    with pytest.raises(ImageTooLarge, match="more than 1,000 pixels"):
         prepare_image(CASES / "ok_rgb.png", tmp_path, max_pixels=1000)
 
 

@@ -40,12 +40,17 @@ def prepare_image(
     Raises ImageTooLarge for images over `max_pixels` or wider or taller than
     Tesseract accepts, and ImageCorrupt for files Pillow cannot decode.
     """
+    # Pillow's own guard reads the size from the header too, and warns above
+    # MAX_IMAGE_PIXELS (an error above twice that); set it to this limit.
+    Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(source)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageTooLarge(f"The image has too many pixels: {error}") from error
+        raise ImageTooLarge(
+            f"The image has more than {max_pixels:,} pixels, the limit."
+        ) from error
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ImageCorrupt() from error
 

@@ -37,15 +37,25 @@ class ToolResult:
         return lines[-1][:300] if lines else f"exit status {self.returncode}"
 
 
+def _load_libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+# Loaded once here: the child set-up runs between fork and exec, where loading a
+# library could block on a lock held by another thread of the parent.
+_LIBC = _load_libc()
+
+
 def _child_setup(memory_limit_bytes: int) -> Callable[[], None]:
     def setup() -> None:
         # The child dies with the worker process: a worker killed with SIGKILL cannot
         # clean up, and an orphaned Tesseract could otherwise run on for minutes.
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        except (OSError, AttributeError):
-            pass
+        prctl = getattr(_LIBC, "prctl", None)
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if memory_limit_bytes > 0:
             limits = (memory_limit_bytes, memory_limit_bytes)
             resource.setrlimit(resource.RLIMIT_AS, limits)

@@ -17,8 +17,19 @@ from worker.process import run_tool
 MAX_SIDE_PIXELS = 32767
 # Rendering below this resolution leaves body text too small to read.
 MIN_RENDER_DPI = 30
+# Bounds for a page rendered at its scanned image's own resolution: below 150 dpi
+# Tesseract misreads body text, above 400 dpi rendering costs time and gains nothing.
+MIN_NATIVE_DPI = 150
+MAX_NATIVE_DPI = 400
+# A page's resolution follows its largest image only when that image covers at least
+# this share of the page; otherwise the page is mostly vector text or blank.
+MIN_IMAGE_COVERAGE = 0.5
 
-_PAGE_SIZE = re.compile(r"^Page\s+(\d+)\s+size:\s+([\d.]+)\s+x\s+([\d.]+)\s+pts", re.M)
+# pdfinfo prints sizes with printf's %g, so a huge page reads "1e+06 x 60 pts".
+_NUMBER = r"(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)"
+_PAGE_SIZE = re.compile(
+    rf"^Page\s+(\d+)\s+size:\s+{_NUMBER}\s+x\s+{_NUMBER}\s+pts", re.M
+)
 _PAGE_COUNT = re.compile(r"^Pages:\s+(\d+)\s*$", re.M)
 
 
@@ -58,6 +69,63 @@ def read_pdf_info(
         for page, width, height in _PAGE_SIZE.findall(text)
     }
     return PdfInfo(page_count=int(match.group(1)), page_sizes=sizes)
+
+
+def read_image_resolutions(
+    pdf: Path,
+    page_sizes: dict[int, tuple[float, float]],
+    *,
+    timeout_s: float,
+    memory_limit_bytes: int,
+) -> dict[int, float]:
+    """Return, for each page that is mostly one scanned image, that image's resolution.
+
+    Runs `pdfimages -list` once for the whole document. For each page the largest
+    image (by pixels) counts, and only when it covers MIN_IMAGE_COVERAGE of the page.
+    Pages without such an image are left out. A failure of `pdfimages` is not an
+    error of the document: every page then falls back to the default resolution.
+    """
+    last_page = max(page_sizes, default=0)
+    if last_page == 0:
+        return {}
+    result = run_tool(
+        ["pdfimages", "-list", "-f", "1", "-l", str(last_page), str(pdf)],
+        timeout_s=timeout_s,
+        memory_limit_bytes=memory_limit_bytes,
+    )
+    if result.returncode != 0:
+        return {}
+    largest: dict[int, tuple[int, float, float]] = {}
+    for line in result.stdout.decode(errors="replace").splitlines()[2:]:
+        fields = line.split()
+        if len(fields) < 14 or fields[2] != "image" or not fields[0].isdigit():
+            continue
+        try:
+            page, width, height = int(fields[0]), int(fields[3]), int(fields[4])
+            x_ppi, y_ppi = float(fields[12]), float(fields[13])
+        except ValueError:
+            continue
+        if x_ppi <= 0 or y_ppi <= 0:
+            continue
+        if width * height > largest.get(page, (0, 0.0, 0.0))[0]:
+            largest[page] = (width * height, width / x_ppi * height / y_ppi, x_ppi)
+
+    resolutions = {}
+    for page, (_, area_in2, ppi) in largest.items():
+        size = page_sizes.get(page)
+        if size is None:
+            continue
+        page_area_in2 = (size[0] / 72) * (size[1] / 72)
+        if page_area_in2 > 0 and area_in2 / page_area_in2 >= MIN_IMAGE_COVERAGE:
+            resolutions[page] = ppi
+    return resolutions
+
+
+def choose_dpi(image_ppi: float | None, default_dpi: int) -> int:
+    """Render at the page image's own resolution, within bounds, else at the default."""
+    if image_ppi is None:
+        return default_dpi
+    return int(min(max(round(image_ppi), MIN_NATIVE_DPI), MAX_NATIVE_DPI))
 
 
 def fit_dpi(size_points: tuple[float, float] | None, dpi: int, max_pixels: int) -> int:

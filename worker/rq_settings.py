@@ -10,4 +10,5 @@ from core.settings import get_settings
 _settings = get_settings()
 configure_logging(_settings.LOG_LEVEL, _settings.LOG_JSON)
 
-QUEUES = ["default"]
+# Documents first, so a small job never waits behind every page of a long one.
+QUEUES = ["default", "pages"]

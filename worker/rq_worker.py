@@ -1,37 +1,70 @@
 """The RQ worker class that pindai runs (`rq worker --worker-class ...`)."""
 
+import threading
+
+from loguru import logger
+from redis import ConnectionPool, Redis
+from redis.exceptions import RedisError
 from rq import Worker
 from rq.job import Job
 
-from core.errors import ErrorCode
-from core.jobstore import JobStore
 from core.settings import get_settings
+from worker.leases import release_lease
+from worker.recovery import recover_stage, run_monitor_pass
 from worker.workdir import remove_stale_directories
+
+# How often each worker looks for expired leases and overdue documents.
+MONITOR_INTERVAL_SECONDS = 10
 
 
 class OcrWorker(Worker):
-    """An RQ worker that also fails the pindai job when its work horse dies.
+    """An RQ worker that also recovers work lost with dead processes.
 
-    RQ moves the job of a killed work horse to its failed registry without running
-    the job's failure callback, so the job record would otherwise stay `started`.
+    A monitor thread in each worker reclaims the stages of workers that died without
+    a trace (SIGKILL, a lost container), and fails pages past their document's
+    deadline. When this worker's own work horse dies, the stage is recovered at once
+    instead of waiting for its lease to expire.
     """
 
     def bootstrap(self, *args, **kwargs) -> None:
         remove_stale_directories()
         super().bootstrap(*args, **kwargs)
+        self._monitor_stop = threading.Event()
+        monitor = threading.Thread(
+            target=self._monitor, name="pindai-monitor", daemon=True
+        )
+        monitor.start()
+
+    def _monitor(self) -> None:
+        settings = get_settings()
+        # A separate connection pool: a work horse forked while this thread holds a
+        # lock of the worker's pool would find that lock held forever.
+        pool = self.connection.connection_pool
+        connection = Redis(
+            connection_pool=ConnectionPool(
+                connection_class=pool.connection_class, **pool.connection_kwargs
+            )
+        )
+        while not self._monitor_stop.wait(MONITOR_INTERVAL_SECONDS):
+            try:
+                run_monitor_pass(connection, settings)
+            except RedisError as error:
+                logger.warning("monitor pass failed", error=str(error))
+            except Exception:
+                logger.exception("monitor pass crashed")
 
     def handle_work_horse_killed(self, job: Job, retpid, ret_val, rusage) -> None:
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
-        store = JobStore(self.connection, get_settings().RESULT_TTL_SECONDS)
-        failed = store.fail(
-            job.args[0],
-            ErrorCode.WORKER_LOST,
-            "The worker process running this job died; submit the file again.",
-        )
-        if failed:
-            self.log.warning(
-                "Worker %s: job %s failed with worker_lost (exit status %s)",
-                self.name,
-                job.id,
-                ret_val,
+        if release_lease(self.connection, job.id):
+            logger.warning(
+                "work horse died; recovering its stage",
+                rq_job_id=job.id,
+                exit_status=ret_val,
             )
+            recover_stage(self.connection, get_settings(), job.id)
+
+    def teardown(self) -> None:
+        stop = getattr(self, "_monitor_stop", None)
+        if stop is not None:
+            stop.set()
+        super().teardown()

@@ -3,6 +3,7 @@
 import asyncio
 
 from fastapi import APIRouter
+from loguru import logger
 from redis.exceptions import RedisError
 
 from api.errors import error_responses
@@ -41,7 +42,7 @@ async def read_readiness(services: ServicesDep) -> HealthStatus:
     try:
         await asyncio.wait_for(services.storage.check(), CHECK_TIMEOUT_SECONDS)
     except (TimeoutError, StorageError) as error:
-        raise StorageUnavailable(
-            f"Object storage is not ready: {error or 'timed out'}."
-        ) from error
+        # The detail (paths, bucket names, credentials errors) goes to the log only.
+        logger.warning("storage not ready", error=str(error) or "timed out")
+        raise StorageUnavailable("Object storage is not ready.") from error
     return HealthStatus(status="ok")

@@ -1,46 +1,60 @@
 """Routes that accept documents and return their OCR results."""
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
 from loguru import logger
 from redis.exceptions import RedisError
 
 from api.errors import RETRY_AFTER_SECONDS, error_responses
-from api.schemas import JobError, JobResult, PageResult, SubmitResponse
+from api.results import build_result, page_result, read_page_texts
+from api.schemas import JobResult, PageResult, SubmitResponse
 from api.services import Services, get_services
-from api.upload import FILE_FIELD, check_declared_length, receive_upload
+from api.upload import (
+    FILE_FIELD,
+    UploadLimits,
+    check_declared_length,
+    receive_upload,
+)
 from core.errors import (
     ErrorCode,
     JobNotFound,
+    PageNotFound,
     QueueUnavailable,
     StorageUnavailable,
 )
 from core.filetypes import FileType
 from core.ids import is_job_id, new_job_id
 from core.jobs import (
+    TERMINAL_STATUSES,
     JobRecord,
     JobStatus,
+    events_channel,
     format_timestamp,
     job_object_prefix,
-    page_text_object_key,
     source_object_key,
+    text_object_key,
     utc_now,
 )
 from core.queueing import (
-    OCR_FUNCTION,
+    IMAGE_FUNCTION,
     PROBE_FUNCTION,
-    enqueue_stage,
-    ocr_timeout_seconds,
+    Stage,
+    enqueue_stages,
+    page_timeout_seconds,
     probe_timeout_seconds,
 )
 from storage import ObjectNotFound, StorageError
 
 router = APIRouter(prefix="/api/v1/ocr", tags=["ocr"])
 ServicesDep = Annotated[Services, Depends(get_services)]
+JobIdPath = Annotated[str, Path(description="The id returned by submit.")]
+
+MAX_WAIT_SECONDS = 30
 
 _MULTIPART_BODY = {
     "required": True,
@@ -78,6 +92,7 @@ def result_url(job_id: str) -> str:
         ErrorCode.FILE_TOO_LARGE,
         ErrorCode.UNSUPPORTED_MEDIA_TYPE,
         ErrorCode.INVALID_REQUEST,
+        ErrorCode.UPLOAD_TIMEOUT,
         ErrorCode.STORAGE_UNAVAILABLE,
         ErrorCode.QUEUE_UNAVAILABLE,
     ),
@@ -92,9 +107,12 @@ async def submit_document(request: Request, services: ServicesDep) -> JSONRespon
     job_id = new_job_id()
     object_key = source_object_key(job_id)
     try:
-        received = await receive_upload(
-            request, services.storage, object_key, settings.MAX_UPLOAD_BYTES
+        limits = UploadLimits(
+            max_bytes=settings.MAX_UPLOAD_BYTES,
+            total_s=settings.UPLOAD_TIMEOUT_SECONDS,
+            idle_s=settings.UPLOAD_IDLE_SECONDS,
         )
+        received = await receive_upload(request, services.storage, object_key, limits)
     except StorageError as error:
         logger.warning("upload to storage failed", job_id=job_id, error=str(error))
         raise StorageUnavailable() from error
@@ -140,23 +158,19 @@ def _create_and_enqueue(services: Services, record: JobRecord, object_key: str) 
     if record.file_type == FileType.PDF:
         function, timeout = PROBE_FUNCTION, probe_timeout_seconds(settings)
     else:
-        function, timeout = OCR_FUNCTION, ocr_timeout_seconds(settings, page_count=1)
+        function, timeout = IMAGE_FUNCTION, page_timeout_seconds(settings)
+    stage = Stage(
+        function=function,
+        job_id=record.job_id,
+        object_key=object_key,
+        options={},
+        request_id=record.request_id,
+        timeout_seconds=timeout,
+    )
     with services.redis.pipeline() as pipeline:
-        # RQ switches a caller's pipeline to MULTI itself, which fails once commands
-        # are buffered, so open the transaction before the first command.
         pipeline.multi()
         services.store.create(record, pipeline)
-        enqueue_stage(
-            services.queue,
-            settings,
-            function=function,
-            job_id=record.job_id,
-            object_key=object_key,
-            options={},
-            request_id=record.request_id,
-            timeout_seconds=timeout,
-            pipeline=pipeline,
-        )
+        enqueue_stages(services.redis, settings, [stage], pipeline=pipeline)
         pipeline.execute()
 
 
@@ -171,72 +185,162 @@ async def _delete_objects_quietly(services: Services, job_id: str) -> None:
         )
 
 
+async def load_record(services: Services, job_id: str) -> JobRecord:
+    """Return the job's record, or raise JobNotFound for unknown and malformed ids."""
+    if not is_job_id(job_id):
+        raise JobNotFound()
+    try:
+        record = await services.reader.get(job_id)
+    except RedisError as error:
+        raise QueueUnavailable() from error
+    if record is None:
+        raise JobNotFound()
+    return record
+
+
+async def wait_for_end(services: Services, job_id: str, seconds: float) -> None:
+    """Return when the job ends or `seconds` pass, whichever is first."""
+    pubsub = services.async_redis.pubsub()
+    try:
+        await pubsub.subscribe(events_channel(job_id))
+        # The job may have ended between the caller's read and the subscription.
+        record = await services.reader.get(job_id)
+        if record is None or record.status in TERMINAL_STATUSES:
+            return
+        deadline = asyncio.get_running_loop().time() + seconds
+        while (remaining := deadline - asyncio.get_running_loop().time()) > 0:
+            message = await pubsub.get_message(
+                ignore_subscribe_messages=True, timeout=remaining
+            )
+            if message is not None:
+                return
+    finally:
+        await pubsub.aclose()
+
+
 @router.get(
     "/result/{job_id}",
     response_model=JobResult,
     responses=error_responses(
         ErrorCode.JOB_NOT_FOUND,
+        ErrorCode.INVALID_REQUEST,
         ErrorCode.STORAGE_UNAVAILABLE,
         ErrorCode.QUEUE_UNAVAILABLE,
     ),
 )
-async def read_result(job_id: str, services: ServicesDep) -> JSONResponse:
-    """Return a job's status; once finished, its text and per-page results."""
-    if not is_job_id(job_id):
-        raise JobNotFound()
+async def read_result(
+    job_id: JobIdPath,
+    services: ServicesDep,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=MAX_WAIT_SECONDS,
+            description="Seconds to wait for the job to end before answering.",
+        ),
+    ] = 0,
+) -> JSONResponse:
+    """Return a job's status, every page's state, and its text once finished."""
+    record = await load_record(services, job_id)
+    if wait > 0 and record.status not in TERMINAL_STATUSES:
+        try:
+            await wait_for_end(services, job_id, wait)
+        except RedisError as error:
+            raise QueueUnavailable() from error
+        record = await load_record(services, job_id)
     try:
-        record = await services.reader.get(job_id)
-        pages = await services.reader.get_pages(job_id) if record else []
+        outcomes = await services.reader.get_pages(job_id)
     except RedisError as error:
         raise QueueUnavailable() from error
-    if record is None:
-        raise JobNotFound()
 
-    result = JobResult.from_record(record)
+    result = await build_result(record, outcomes, services.storage)
     headers = {}
-    if record.status == JobStatus.FINISHED:
-        result.pages = await _read_pages(services, job_id, pages)
-        result.text = "\n\n".join(page.text for page in result.pages if page.text)
-    elif record.status == JobStatus.FAILED:
-        result.error = JobError(
-            code=record.error_code or ErrorCode.INTERNAL_ERROR,
-            message=record.error_message or "",
-        )
-    else:
-        headers["Retry-After"] = str(
-            1 if record.status == JobStatus.STARTED else RETRY_AFTER_SECONDS
-        )
+    if record.status not in TERMINAL_STATUSES:
+        retry_after = 1 if record.status == JobStatus.STARTED else RETRY_AFTER_SECONDS
+        headers["Retry-After"] = str(retry_after)
     return JSONResponse(result.model_dump(mode="json"), headers=headers)
 
 
-async def _read_pages(services: Services, job_id: str, outcomes) -> list[PageResult]:
-    async def read_text(page: int) -> str:
-        data = await services.storage.get_bytes(page_text_object_key(job_id, page))
-        return data.decode("utf-8")
-
-    try:
-        texts = await asyncio.gather(
-            *(
-                read_text(outcome.page) if outcome.ok else _none()
-                for outcome in outcomes
-            )
+@router.get(
+    "/result/{job_id}/pages/{page}",
+    response_model=PageResult,
+    responses=error_responses(
+        ErrorCode.JOB_NOT_FOUND,
+        ErrorCode.PAGE_NOT_FOUND,
+        ErrorCode.STORAGE_UNAVAILABLE,
+        ErrorCode.QUEUE_UNAVAILABLE,
+    ),
+)
+async def read_page(
+    job_id: JobIdPath, page: Annotated[int, Path(ge=1)], services: ServicesDep
+) -> PageResult:
+    """Return one page: its state, text, error and processing time."""
+    record = await load_record(services, job_id)
+    page_count = record.page_count or 1
+    if page > page_count:
+        raise PageNotFound(
+            f"The job has {page_count} page(s); there is no page {page}."
         )
+    try:
+        outcome = await services.reader.get_page(job_id, page)
+    except RedisError as error:
+        raise QueueUnavailable() from error
+    text = None
+    if outcome is not None and outcome.ok:
+        text = (await read_page_texts(services.storage, job_id, [page]))[page]
+    return page_result(page, outcome, text)
+
+
+@router.get(
+    "/result/{job_id}/text",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "The document's text."},
+        **error_responses(ErrorCode.JOB_NOT_FOUND, ErrorCode.STORAGE_UNAVAILABLE),
+    },
+)
+async def read_text(job_id: JobIdPath, services: ServicesDep) -> StreamingResponse:
+    """Stream the whole text as text/plain: pages joined by a blank line.
+
+    While the job runs, this is the text of the pages done so far, in page order.
+    """
+    record = await load_record(services, job_id)
+    if record.status == JobStatus.FINISHED:
+        chunks = _stream_object(services, text_object_key(job_id))
+    else:
+        outcomes = await services.reader.get_pages(job_id)
+        done = [outcome.page for outcome in outcomes if outcome.ok]
+        chunks = _stream_pages(services, job_id, done)
+    first = await anext(chunks, b"")
+    return StreamingResponse(
+        _prepend(first, chunks),
+        media_type="text/plain; charset=utf-8",
+        headers={"X-Job-Status": record.status},
+    )
+
+
+async def _stream_object(services: Services, key: str) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in services.storage.iter_bytes(key):
+            yield chunk
     except ObjectNotFound as error:
-        # Text objects outlived by their job record: treat the job as expired.
         raise JobNotFound() from error
     except StorageError as error:
         raise StorageUnavailable() from error
 
-    results = []
-    for outcome, text in zip(outcomes, texts, strict=True):
-        error = None
-        if not outcome.ok:
-            error = JobError(
-                code=outcome.error_code, message=outcome.error_message or ""
-            )
-        results.append(PageResult(page=outcome.page, text=text, error=error))
-    return results
+
+async def _stream_pages(
+    services: Services, job_id: str, pages: list[int]
+) -> AsyncIterator[bytes]:
+    for index, page in enumerate(pages):
+        text = (await read_page_texts(services.storage, job_id, [page]))[page]
+        yield (("\n\n" if index else "") + text).encode("utf-8")
 
 
-async def _none() -> None:
-    return None
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    # The first chunk is read before the response starts, so that a missing object
+    # still becomes a proper error response rather than a cut-off 200.
+    if first:
+        yield first
+    async for chunk in rest:
+        yield chunk

@@ -106,6 +106,10 @@ class Stack:
                 process.kill()
             process.wait()
 
+    def tool_processes(self) -> list[str]:
+        """Return the OCR tool processes still running under this stack's workers."""
+        return tool_processes({process.pid for process in self.processes.values()})
+
     def worker_pids(self) -> dict[str, set[int]]:
         """Return the live processes of each worker: itself, its horse, their tools."""
         result = {}
@@ -170,17 +174,20 @@ def processes_in_sessions(session_ids: set[int]) -> list[int]:
     return found
 
 
-def tool_processes() -> list[str]:
-    """Return the command names of any tesseract, pdftoppm or pdfinfo still running."""
+def tool_processes(session_ids: set[int] | None = None) -> list[str]:
+    """Return the names of live tesseract, pdftoppm or pdfinfo processes.
+
+    Only processes in `session_ids` count (by default this test process's session),
+    so that other programs on the machine cannot fail a test.
+    """
+    sessions = session_ids if session_ids is not None else {os.getsid(0)}
     names = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid in processes_in_sessions(sessions):
         try:
-            name = (entry / "comm").read_text().strip()
-            state = (entry / "stat").read_text().split()[2]
-        except OSError:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
             continue
-        if name in ("tesseract", "pdftoppm", "pdfinfo") and state != "Z":
+        if name in ("tesseract", "pdftoppm", "pdfinfo", "pdfimages") and state != "Z":
             names.append(name)
     return names

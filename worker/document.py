@@ -1,0 +1,127 @@
+"""Recording page outcomes and closing a document once its last page is recorded."""
+
+from dataclasses import dataclass
+
+from loguru import logger
+
+from core.errors import PindaiError, error_for_code
+from core.jobs import (
+    JobStatus,
+    PageOutcome,
+    job_object_prefix,
+    page_text_object_key,
+    text_object_key,
+)
+from core.jobstore import JobStore
+from storage import ObjectStorage, StorageError
+from worker.retry import retry_transient
+from worker.source_cache import drop_cached_source
+
+
+@dataclass
+class DocumentWriter:
+    """Writes one job's page outcomes and final text."""
+
+    job_id: str
+    store: JobStore
+    storage: ObjectStorage
+
+    def save_page_text(self, page: int, text: str) -> None:
+        key = page_text_object_key(self.job_id, page)
+        retry_transient(
+            lambda: self.storage.put_bytes(key, text.encode("utf-8")),
+            operation="write page text",
+        )
+
+    def record(self, outcome: PageOutcome) -> None:
+        """Record a page outcome; the recording that completes the job closes it."""
+        recorded = retry_transient(
+            lambda: self.store.record_page(self.job_id, outcome),
+            operation="record page",
+        )
+        if not recorded.recorded:
+            self._discard_late_page(outcome)
+            return
+        if outcome.ok:
+            logger.info(
+                "page done",
+                page=outcome.page,
+                duration_ms=outcome.duration_ms,
+                **outcome.extra,
+            )
+        else:
+            logger.warning(
+                "page failed",
+                page=outcome.page,
+                duration_ms=outcome.duration_ms,
+                error_code=outcome.error_code,
+                error_message=outcome.error_message,
+            )
+        if recorded.completes_job:
+            self.close()
+
+    def close(self) -> None:
+        """Assemble the full text and end the job: finished, partial, or failed."""
+        outcomes = self.store.get_pages(self.job_id)
+        failures = [outcome for outcome in outcomes if not outcome.ok]
+        summary = {
+            "page_count": len(outcomes),
+            "pages_ok": len(outcomes) - len(failures),
+            "pages_failed": len(failures),
+        }
+        drop_cached_source(self.job_id)
+        if len(failures) == len(outcomes):
+            first = failures[0]
+            if self.store.fail(self.job_id, first.error_code, first.error_message):
+                logger.warning(
+                    "job failed",
+                    error_code=first.error_code,
+                    reason="no page could be read",
+                    **summary,
+                )
+            return
+
+        texts = [
+            self._read_page_text(outcome.page) for outcome in outcomes if outcome.ok
+        ]
+        full_text = "\n\n".join(texts).encode("utf-8")
+        key = text_object_key(self.job_id)
+        retry_transient(
+            lambda: self.storage.put_bytes(key, full_text), operation="write text"
+        )
+        if self.store.finish(self.job_id, partial=bool(failures)):
+            logger.info("job finished", **summary)
+            return
+        # The job was cancelled or deleted while its last page ran.
+        self._delete_objects_of_ended_job()
+
+    def _read_page_text(self, page: int) -> str:
+        key = page_text_object_key(self.job_id, page)
+        data = retry_transient(
+            lambda: self.storage.get_bytes(key), operation="read page text"
+        )
+        return data.decode("utf-8")
+
+    def _discard_late_page(self, outcome: PageOutcome) -> None:
+        """Handle an outcome that was not recorded: a duplicate, or a gone job."""
+        record = self.store.get(self.job_id)
+        if record is None or record.status == JobStatus.FAILED:
+            self._delete_objects_of_ended_job()
+            drop_cached_source(self.job_id)
+        logger.info("page outcome not recorded", page=outcome.page)
+
+    def _delete_objects_of_ended_job(self) -> None:
+        record = self.store.get(self.job_id)
+        if record is not None and record.status == JobStatus.FINISHED:
+            return
+        try:
+            self.storage.delete_prefix(job_object_prefix(self.job_id))
+        except StorageError as error:
+            logger.warning("deleting objects of an ended job failed", error=str(error))
+
+
+def error_of(outcome: PageOutcome) -> PindaiError:
+    """Rebuild the exception of a recorded page failure, to fail its RQ job with it."""
+    error = error_for_code(outcome.error_code or "", outcome.error_message)
+    error.recorded = True
+    return error

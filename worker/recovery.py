@@ -1,0 +1,113 @@
+"""Recovery of stages whose worker died, and enforcement of document deadlines.
+
+Both run in every worker's monitor thread (see worker.rq_worker), so they keep
+running as long as any worker is alive, even when no new worker starts.
+"""
+
+from dataclasses import replace
+
+from loguru import logger
+from redis import Redis
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from core.errors import DeadlineExceeded, WorkerLost
+from core.jobs import DEADLINES_KEY, TERMINAL_STATUSES, JobStatus, PageOutcome
+from core.jobstore import JobStore
+from core.queueing import enqueue_stages, stage_of
+from core.settings import Settings
+from storage import create_storage
+from worker.document import DocumentWriter
+from worker.leases import claim_expired_leases
+from worker.source_cache import sweep_cache
+
+# Cached sources unused for this long are removed even if their job still runs.
+CACHE_IDLE_SECONDS = 3600
+
+
+def recover_stage(connection: Redis, settings: Settings, rq_job_id: str) -> None:
+    """Run a dead worker's stage again, or fail it once it used all its attempts."""
+    try:
+        rq_job = Job.fetch(rq_job_id, connection=connection, serializer=JSONSerializer)
+    except NoSuchJobError:
+        logger.warning(
+            "lost stage has no RQ job; nothing to recover", rq_job_id=rq_job_id
+        )
+        return
+    stage = stage_of(rq_job)
+    store = JobStore(connection, settings.RESULT_TTL_SECONDS)
+    record = store.get(stage.job_id)
+    if record is None or record.status in TERMINAL_STATUSES:
+        return
+    page = stage.options.get("page")
+    if page is not None and store.has_page(stage.job_id, page):
+        return
+
+    with logger.contextualize(job_id=stage.job_id, rq_job_id=rq_job_id):
+        if stage.attempt < settings.MAX_ATTEMPTS:
+            retry = replace(stage, attempt=stage.attempt + 1)
+            enqueue_stages(connection, settings, [retry], at_front=True)
+            logger.warning(
+                "stage of a lost worker enqueued again",
+                page=page,
+                attempt=retry.attempt,
+                retry_rq_job_id=retry.rq_job_id,
+            )
+            return
+        error = WorkerLost(
+            f"The worker died {stage.attempt} times while running this "
+            f"{'page' if page is not None else 'job'}."
+        )
+        logger.warning("stage lost too often", page=page, attempts=stage.attempt)
+        if page is None:
+            store.fail(stage.job_id, error.code, error.message)
+            return
+        writer = DocumentWriter(stage.job_id, store, create_storage(settings))
+        writer.record(
+            PageOutcome(
+                page=page,
+                duration_ms=0,
+                error_code=error.code,
+                error_message=error.message,
+            )
+        )
+
+
+def enforce_deadlines(connection: Redis, settings: Settings) -> None:
+    """Fail the pending pages of documents whose deadline has passed."""
+    store = JobStore(connection, settings.RESULT_TTL_SECONDS)
+    for job_id in store.overdue_jobs():
+        record = store.get(job_id)
+        if record is None or record.status != JobStatus.STARTED:
+            connection.zrem(DEADLINES_KEY, job_id)
+            continue
+        done = {outcome.page for outcome in store.get_pages(job_id)}
+        writer = DocumentWriter(job_id, store, create_storage(settings))
+        error = DeadlineExceeded()
+        with logger.contextualize(job_id=job_id):
+            logger.warning("document deadline passed", deadline_at=record.deadline_at)
+            for page in range(1, (record.page_count or 0) + 1):
+                if page not in done:
+                    writer.record(
+                        PageOutcome(
+                            page=page,
+                            duration_ms=0,
+                            error_code=error.code,
+                            error_message=error.message,
+                        )
+                    )
+
+
+def run_monitor_pass(connection: Redis, settings: Settings) -> None:
+    """Run one monitor round: lost stages, overdue documents, stale cached sources."""
+    for rq_job_id in claim_expired_leases(connection):
+        recover_stage(connection, settings, rq_job_id)
+    enforce_deadlines(connection, settings)
+    store = JobStore(connection, settings.RESULT_TTL_SECONDS)
+
+    def is_running(job_id: str) -> bool:
+        record = store.get(job_id)
+        return record is not None and record.status not in TERMINAL_STATUSES
+
+    sweep_cache(is_running, CACHE_IDLE_SECONDS)
