@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps run test lint format lock error-table clean
+.PHONY: install system-deps run test test-faults bench lint format lock error-table clean
 
 install: $(STAMP)
 
@@ -24,7 +24,11 @@ run: system-deps install
 	$(BIN)/python scripts/run_local.py
 
 test: system-deps install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not faults"
+
+# Slow fault-injection scenarios: workers killed mid-document, recovery by lease.
+test-faults: system-deps install
+	$(BIN)/python -m pytest -q -m faults -s tests/faults
 
 lint: install
 	$(BIN)/ruff format --check .
