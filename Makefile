@@ -30,6 +30,22 @@ test: system-deps install
 test-faults: system-deps install
 	$(BIN)/python -m pytest -q -m faults -s tests/faults
 
+# Benchmarks: OCRmyPDF and matplotlib live in a virtualenv of their own, so that
+# their pins never constrain the application's.
+BENCH_VENV := .bench-venv
+
+$(BENCH_VENV)/.installed: requirements-bench.lock
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r requirements-bench.lock
+	touch $(BENCH_VENV)/.installed
+
+bench: system-deps install $(BENCH_VENV)/.installed
+	scripts/install_system_deps.sh hey ghostscript
+	$(BIN)/python -m bench.run --ocrmypdf $(BENCH_VENV)/bin/ocrmypdf
+	$(BIN)/python -m bench.upload
+	$(BENCH_VENV)/bin/python bench/plot.py docs/benchmarks.json docs/bench_workers.png
+	$(BIN)/python -m bench.report docs/benchmarks.json > docs/benchmarks.md
+
 lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
@@ -51,4 +67,4 @@ error-table: install
 	$(BIN)/python scripts/error_table.py
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) data .pytest_cache .ruff_cache

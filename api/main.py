@@ -8,8 +8,8 @@ from loguru import logger
 
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
-from api.routes import health, jobs, ocr
-from api.services import open_services
+from api.routes import health, jobs, ocr, uploads
+from api.services import open_services, prepare_storage
 from core.logs import configure_logging
 from core.settings import Settings, get_settings
 
@@ -21,6 +21,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_services(settings) as services:
             app.state.services = services
+            await prepare_storage(services)
             logger.info(
                 "api started",
                 storage_backend=settings.STORAGE_BACKEND,
@@ -42,6 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(ocr.router)
     app.include_router(jobs.router)
+    app.include_router(uploads.uploads_router)
+    app.include_router(uploads.jobs_router)
     app.include_router(health.router)
     return app
 

@@ -36,7 +36,10 @@ class JobResult(BaseModel):
     status: JobStatus
     file_type: str = Field(description="png, jpeg or pdf, detected from the bytes.")
     filename: str | None = Field(description="The client's file name, base name only.")
-    sha256: str = Field(description="SHA-256 of the uploaded bytes, hex.")
+    sha256: str | None = Field(
+        description="SHA-256 of the uploaded bytes, hex; for a direct upload, null "
+        "until a worker has read the file."
+    )
     size_bytes: int
     page_count: int | None = Field(description="Known once a worker has read the file.")
     pages_done: int = Field(description="Pages with an outcome, failed ones included.")
@@ -70,6 +73,7 @@ class JobResult(BaseModel):
             for name, value in asdict(record).items()
             if name in cls.model_fields
         }
+        fields["sha256"] = fields.get("sha256") or None
         return cls(**fields)
 
 

@@ -5,12 +5,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from fastapi import Request
+from loguru import logger
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from core.jobstore import AsyncJobReader, JobStore
 from core.settings import Settings
-from storage import AsyncObjectStorage, open_async_storage
+from storage import AsyncObjectStorage, StorageError, open_async_storage
+from storage.s3 import job_lifecycle_rules
 
 
 @dataclass
@@ -47,3 +49,29 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
 
 def get_services(request: Request) -> Services:
     return request.app.state.services
+
+
+async def prepare_storage(services: Services) -> None:
+    """Check the bucket at start-up and merge pindai's lifecycle rule into it.
+
+    Failures are logged, not raised: the API starts anyway and its readiness probe
+    keeps reporting the storage problem until it is fixed.
+    """
+    settings = services.settings
+    try:
+        await services.storage.check()
+    except StorageError as error:
+        logger.error("object storage is not usable", error=str(error))
+        return
+    if settings.STORAGE_BACKEND != "s3" or not settings.S3_MANAGE_LIFECYCLE:
+        return
+    try:
+        await services.storage.merge_lifecycle_rules(
+            job_lifecycle_rules(settings.RESULT_TTL_SECONDS)
+        )
+    except StorageError as error:
+        logger.warning(
+            "could not set the bucket's lifecycle rule; set S3_MANAGE_LIFECYCLE=false "
+            "and expire jobs/ objects with a rule of your own",
+            error=str(error),
+        )

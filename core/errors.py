@@ -30,6 +30,8 @@ class ErrorCode(StrEnum):
     DEADLINE_EXCEEDED = "deadline_exceeded"
     PAGE_NOT_FOUND = "page_not_found"
     UPLOAD_TIMEOUT = "upload_timeout"
+    UPLOAD_NOT_FOUND = "upload_not_found"
+    NOT_SUPPORTED = "not_supported"
     STORAGE_UNAVAILABLE = "storage_unavailable"
     QUEUE_UNAVAILABLE = "queue_unavailable"
     INTERNAL_ERROR = "internal_error"
@@ -133,6 +135,18 @@ ERROR_SPECS: dict[ErrorCode, ErrorSpec] = {
     ),
     ErrorCode.PAGE_NOT_FOUND: ErrorSpec(
         404, False, "The job has no page with this number."
+    ),
+    ErrorCode.UPLOAD_NOT_FOUND: ErrorSpec(
+        404,
+        False,
+        "The upload id is unknown, expired or already used, or nothing was uploaded "
+        "to its URL yet.",
+    ),
+    ErrorCode.NOT_SUPPORTED: ErrorSpec(
+        501,
+        False,
+        "The server's configuration does not offer this route (presigned uploads "
+        "need STORAGE_BACKEND=s3).",
     ),
     ErrorCode.UPLOAD_TIMEOUT: ErrorSpec(
         408,
@@ -287,6 +301,19 @@ class UploadTimeout(PindaiError):
     """The request body arrived too slowly."""
 
     code = ErrorCode.UPLOAD_TIMEOUT
+
+
+class UploadNotFound(PindaiError):
+    """No usable upload has this id."""
+
+    code = ErrorCode.UPLOAD_NOT_FOUND
+    default_message = "No upload with this id exists, or it was already used."
+
+
+class NotSupported(PindaiError):
+    """The route needs a feature this deployment does not have."""
+
+    code = ErrorCode.NOT_SUPPORTED
 
 
 class StorageUnavailable(PindaiError):

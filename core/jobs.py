@@ -41,6 +41,11 @@ def pages_key(job_id: str) -> str:
     return f"pindai:job:{job_id}:pages"
 
 
+def upload_key(upload_id: str) -> str:
+    """A presigned upload not yet turned into a job; its id becomes the job's id."""
+    return f"pindai:upload:{upload_id}"
+
+
 def events_channel(job_id: str) -> str:
     """Pub/sub channel on which a job's end is announced, for long-polling readers."""
     return f"pindai:job:{job_id}:events"

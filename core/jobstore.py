@@ -120,6 +120,10 @@ class JobStore:
             self.redis.zadd(DEADLINES_KEY, {job_id: deadline.timestamp()})
         self._set_if(job_id, (JobStatus.STARTED,), fields)
 
+    def set_checksum(self, job_id: str, sha256: str) -> None:
+        """Store the SHA-256 of a direct upload, known once a worker has read it."""
+        self._set_if(job_id, (JobStatus.STARTED,), {"sha256": sha256})
+
     def record_page(self, job_id: str, outcome: PageOutcome) -> PageRecorded:
         """Store a page outcome and count it in `pages_done`, atomically and once."""
         keys = [job_key(job_id), pages_key(job_id)]

@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     S3_ENDPOINT_URL: str | None = None
     S3_REGION: str | None = None
     S3_ADDRESSING_STYLE: Literal["auto", "path", "virtual"] = "auto"
+    # The endpoint clients reach, for presigned URLs (inside compose the API reaches
+    # MinIO as http://minio:9000, which a client outside cannot resolve).
+    S3_PUBLIC_ENDPOINT_URL: str | None = None
+    S3_MANAGE_LIFECYCLE: bool = True
+    UPLOAD_URL_TTL_SECONDS: int = Field(default=900, ge=60, le=7 * 86_400)
     AWS_ACCESS_KEY_ID: str | None = None
     AWS_SECRET_ACCESS_KEY: SecretStr | None = None
 

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Install the system programs pindai needs (Tesseract, poppler, Redis) on Debian or
-# Ubuntu when they are missing. Runs apt-get as root or through passwordless sudo;
-# otherwise prints the command to run and exits 1.
+# Ubuntu when they are missing, plus any packages named as arguments. Runs apt-get
+# as root or through passwordless sudo; otherwise prints the command to run and
+# exits 1.
 set -euo pipefail
 
 languages="${TESSERACT_LANGS:-eng osd}"
-packages=(tesseract-ocr poppler-utils redis-server)
+packages=(tesseract-ocr poppler-utils redis-server "$@")
 for language in $languages; do
   packages+=("tesseract-ocr-${language}")
 done

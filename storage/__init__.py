@@ -8,6 +8,8 @@ from storage.base import (
     AsyncObjectStorage,
     ObjectNotFound,
     ObjectStorage,
+    PresignedUpload,
+    PresignNotSupported,
     StorageError,
     Upload,
 )
@@ -16,6 +18,8 @@ __all__ = [
     "AsyncObjectStorage",
     "ObjectNotFound",
     "ObjectStorage",
+    "PresignNotSupported",
+    "PresignedUpload",
     "StorageError",
     "Upload",
     "create_storage",

@@ -1,6 +1,7 @@
 """The object-storage interface: async for the API, blocking for the workers."""
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -11,6 +12,17 @@ class ObjectNotFound(Exception):
 
 class StorageError(Exception):
     """The backend failed or refused the request (network, credentials, bucket)."""
+
+
+class PresignNotSupported(Exception):
+    """The backend cannot hand out URLs for direct uploads (the local backend)."""
+
+
+@dataclass(frozen=True)
+class PresignedUpload:
+    url: str
+    method: str
+    headers: dict[str, str]
 
 
 class ObjectStorage(Protocol):
@@ -49,6 +61,18 @@ class AsyncObjectStorage(Protocol):
         ...
 
     async def delete_prefix(self, prefix: str) -> int: ...
+
+    async def size(self, key: str) -> int:
+        """Return the object's size in bytes; raise ObjectNotFound if it is missing."""
+        ...
+
+    async def read_head(self, key: str, length: int) -> bytes:
+        """Return the object's first `length` bytes (a ranged GET)."""
+        ...
+
+    def presign_put(self, key: str, expires_s: int) -> PresignedUpload:
+        """Return a URL a client can PUT the object to; raise PresignNotSupported."""
+        ...
 
     async def check(self) -> None:
         """Raise StorageError unless the backend responds and the bucket is usable."""

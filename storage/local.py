@@ -14,7 +14,12 @@ from pathlib import Path
 
 import anyio.to_thread
 
-from storage.base import ObjectNotFound, StorageError
+from storage.base import (
+    ObjectNotFound,
+    PresignedUpload,
+    PresignNotSupported,
+    StorageError,
+)
 
 _PART_SUFFIX = ".part"
 STREAM_CHUNK_BYTES = 64 * 1024
@@ -165,6 +170,28 @@ class AsyncLocalStorage:
 
     async def delete_prefix(self, prefix: str) -> int:
         return await anyio.to_thread.run_sync(self.sync.delete_prefix, prefix)
+
+    async def size(self, key: str) -> int:
+        def stat() -> int:
+            try:
+                return self.sync.path_for(key).stat().st_size
+            except FileNotFoundError as error:
+                raise ObjectNotFound(key) from error
+
+        return await anyio.to_thread.run_sync(stat)
+
+    async def read_head(self, key: str, length: int) -> bytes:
+        def read() -> bytes:
+            try:
+                with self.sync.path_for(key).open("rb") as file:
+                    return file.read(length)
+            except FileNotFoundError as error:
+                raise ObjectNotFound(key) from error
+
+        return await anyio.to_thread.run_sync(read)
+
+    def presign_put(self, key: str, expires_s: int) -> PresignedUpload:
+        raise PresignNotSupported("the local backend serves no upload URLs")
 
     async def check(self) -> None:
         await anyio.to_thread.run_sync(self.sync.check)

@@ -4,6 +4,8 @@ Workers use boto3; the API uses aioboto3 so that no request blocks its event loo
 Both build their clients from the same settings.
 """
 
+import asyncio
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,11 +18,16 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from core.settings import Settings
-from storage.base import ObjectNotFound, StorageError
+from storage.base import ObjectNotFound, PresignedUpload, StorageError
 
 # S3 requires every part but the last to be at least 5 MiB; R2 also requires all parts
-# but the last to have the same size, which a fixed part size satisfies.
-MULTIPART_PART_BYTES = 8 * 1024 * 1024
+# but the last to have the same size, which a fixed part size satisfies. 10,000 parts
+# of 5 MiB allow objects up to about 48 GiB.
+MULTIPART_PART_BYTES = 5 * 1024 * 1024
+# Parts of one upload sent while the next one is received. Each costs a part's size
+# of memory (and more in copies inside aiobotocore); with one, a 500 MB upload grew
+# the API's RSS by about 31 MiB in bench/upload.py.
+PARTS_IN_FLIGHT = 1
 
 STREAM_CHUNK_BYTES = 64 * 1024
 
@@ -43,6 +50,9 @@ def _config_options(settings: Settings) -> dict[str, Any]:
         "read_timeout": 30,
         "retries": {"max_attempts": 3, "mode": "standard"},
         "s3": {"addressing_style": settings.S3_ADDRESSING_STYLE},
+        # Presigned URLs would otherwise use SigV2 with a custom endpoint, which R2
+        # and recent S3 regions reject.
+        "signature_version": "s3v4",
         # boto3 >= 1.36 adds CRC checksums to every upload by default, which some
         # S3-compatible services (Cloudflare R2 among them) have rejected.
         "request_checksum_calculation": "when_required",
@@ -119,9 +129,10 @@ class S3Storage:
 class _S3Upload:
     """Streams an object into the bucket: one PUT when small, a multipart upload if not.
 
-    Bytes are buffered up to one part (8 MiB), so memory per upload stays bounded
-    whatever the file size. `abort` cancels a started multipart upload so that no
-    parts are left behind in the bucket.
+    Bytes are buffered up to one part (5 MiB) and at most PARTS_IN_FLIGHT parts are
+    sent at once, so memory per upload stays near (1 + PARTS_IN_FLIGHT) x 5 MiB
+    whatever the file size. `abort` cancels the parts in flight and the multipart
+    upload, so that no parts are left behind in the bucket.
     """
 
     def __init__(self, client: Any, bucket: str, key: str) -> None:
@@ -130,14 +141,16 @@ class _S3Upload:
         self._key = key
         self._buffer = bytearray()
         self._upload_id: str | None = None
-        self._parts: list[dict[str, Any]] = []
+        self._next_part = 1
+        self._etags: dict[int, str] = {}
+        self._in_flight: set[asyncio.Task] = set()
 
     async def write(self, chunk: bytes) -> None:
         self._buffer.extend(chunk)
         while len(self._buffer) >= MULTIPART_PART_BYTES:
             part = bytes(self._buffer[:MULTIPART_PART_BYTES])
             del self._buffer[:MULTIPART_PART_BYTES]
-            await self._send_part(part)
+            await self._start_part(part)
 
     async def commit(self) -> None:
         try:
@@ -147,19 +160,28 @@ class _S3Upload:
                 )
                 return
             if self._buffer:
-                await self._send_part(bytes(self._buffer))
+                await self._start_part(bytes(self._buffer))
                 self._buffer.clear()
+            await self._wait_for_parts(len(self._in_flight))
+            parts = [
+                {"ETag": self._etags[number], "PartNumber": number}
+                for number in sorted(self._etags)
+            ]
             await self._client.complete_multipart_upload(
                 Bucket=self._bucket,
                 Key=self._key,
                 UploadId=self._upload_id,
-                MultipartUpload={"Parts": self._parts},
+                MultipartUpload={"Parts": parts},
             )
         except (BotoCoreError, ClientError) as error:
             raise _translate(error, "writing", self._key) from error
 
     async def abort(self) -> None:
         self._buffer.clear()
+        for task in self._in_flight:
+            task.cancel()
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        self._in_flight.clear()
         if self._upload_id is None:
             return
         try:
@@ -169,14 +191,34 @@ class _S3Upload:
         except (BotoCoreError, ClientError) as error:
             raise _translate(error, "aborting upload of", self._key) from error
 
-    async def _send_part(self, data: bytes) -> None:
-        try:
-            if self._upload_id is None:
+    async def _start_part(self, data: bytes) -> None:
+        if self._upload_id is None:
+            try:
                 created = await self._client.create_multipart_upload(
                     Bucket=self._bucket, Key=self._key
                 )
-                self._upload_id = created["UploadId"]
-            number = len(self._parts) + 1
+            except (BotoCoreError, ClientError) as error:
+                raise _translate(error, "writing", self._key) from error
+            self._upload_id = created["UploadId"]
+        if len(self._in_flight) >= PARTS_IN_FLIGHT:
+            await self._wait_for_parts(len(self._in_flight) - PARTS_IN_FLIGHT + 1)
+        number = self._next_part
+        self._next_part += 1
+        self._in_flight.add(asyncio.create_task(self._send_part(number, data)))
+
+    async def _wait_for_parts(self, count: int) -> None:
+        """Wait until `count` parts in flight are done; raise the first failure."""
+        while count > 0 and self._in_flight:
+            done, _ = await asyncio.wait(
+                self._in_flight, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                self._in_flight.discard(task)
+                task.result()
+                count -= 1
+
+    async def _send_part(self, number: int, data: bytes) -> None:
+        try:
             response = await self._client.upload_part(
                 Bucket=self._bucket,
                 Key=self._key,
@@ -186,15 +228,42 @@ class _S3Upload:
             )
         except (BotoCoreError, ClientError) as error:
             raise _translate(error, "writing", self._key) from error
-        self._parts.append({"ETag": response["ETag"], "PartNumber": number})
+        self._etags[number] = response["ETag"]
 
 
 class AsyncS3Storage:
     """Non-blocking bucket access for the API, over one aiobotocore client."""
 
-    def __init__(self, client: Any, bucket: str) -> None:
+    def __init__(self, client: Any, bucket: str, presigner: Any) -> None:
         self.client = client
         self.bucket = bucket
+        # A boto3 client for the public endpoint; signing a URL makes no request.
+        self.presigner = presigner
+
+    def presign_put(self, key: str, expires_s: int) -> PresignedUpload:
+        url = self.presigner.generate_presigned_url(
+            "put_object",
+            Params={"Bucket": self.bucket, "Key": key},
+            ExpiresIn=expires_s,
+        )
+        return PresignedUpload(url=url, method="PUT", headers={})
+
+    async def size(self, key: str) -> int:
+        try:
+            response = await self.client.head_object(Bucket=self.bucket, Key=key)
+        except (BotoCoreError, ClientError) as error:
+            raise _translate(error, "checking", key) from error
+        return int(response["ContentLength"])
+
+    async def read_head(self, key: str, length: int) -> bytes:
+        try:
+            response = await self.client.get_object(
+                Bucket=self.bucket, Key=key, Range=f"bytes=0-{length - 1}"
+            )
+            async with response["Body"] as body:
+                return await body.read()
+        except (BotoCoreError, ClientError) as error:
+            raise _translate(error, "reading", key) from error
 
     async def open_upload(self, key: str) -> _S3Upload:
         return _S3Upload(self.client, self.bucket, key)
@@ -234,6 +303,33 @@ class AsyncS3Storage:
             raise _translate(error, "deleting", prefix) from error
         return deleted
 
+    async def merge_lifecycle_rules(self, rules: list[dict[str, Any]]) -> None:
+        """Add or replace pindai's rules, keeping every other rule of the bucket.
+
+        A PUT replaces a bucket's whole lifecycle configuration, so the current
+        rules are read first and only rules with the same IDs are replaced.
+        """
+        try:
+            current = await self.client.get_bucket_lifecycle_configuration(
+                Bucket=self.bucket
+            )
+            existing = current.get("Rules", [])
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code != "NoSuchLifecycleConfiguration":
+                raise _translate(error, "reading lifecycle of", self.bucket) from error
+            existing = []
+        except BotoCoreError as error:
+            raise _translate(error, "reading lifecycle of", self.bucket) from error
+        ours = {rule["ID"] for rule in rules}
+        merged = [rule for rule in existing if rule.get("ID") not in ours] + rules
+        try:
+            await self.client.put_bucket_lifecycle_configuration(
+                Bucket=self.bucket, LifecycleConfiguration={"Rules": merged}
+            )
+        except (BotoCoreError, ClientError) as error:
+            raise _translate(error, "writing lifecycle of", self.bucket) from error
+
     async def check(self) -> None:
         try:
             await self.client.head_bucket(Bucket=self.bucket)
@@ -253,7 +349,28 @@ async def open_async_s3_storage(settings: Settings) -> AsyncIterator[AsyncS3Stor
     """Yield an AsyncS3Storage whose client lives as long as the context."""
     session = aioboto3.Session()
     config = AioConfig(**_config_options(settings))
+    public = dict(_client_options(settings))
+    public["endpoint_url"] = settings.S3_PUBLIC_ENDPOINT_URL or settings.S3_ENDPOINT_URL
+    presigner = boto3.client("s3", config=Config(**_config_options(settings)), **public)
     async with session.client(
         "s3", config=config, **_client_options(settings)
     ) as client:
-        yield AsyncS3Storage(client, settings.S3_BUCKET)
+        yield AsyncS3Storage(client, settings.S3_BUCKET, presigner)
+
+
+def job_lifecycle_rules(result_ttl_seconds: int) -> list[dict[str, Any]]:
+    """Expire job objects a day after their records, and stale multipart uploads.
+
+    Lifecycle rules count whole days and run about once a day, so the expiry is
+    rounded up and one day added: objects never vanish while their job is readable.
+    """
+    days = math.ceil(result_ttl_seconds / 86_400) + 1
+    return [
+        {
+            "ID": "pindai-expire-jobs",
+            "Filter": {"Prefix": "jobs/"},
+            "Status": "Enabled",
+            "Expiration": {"Days": days},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+        }
+    ]

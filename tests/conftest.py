@@ -1,6 +1,5 @@
 """Fixtures: a real redis-server, moto's S3 server, API clients and full stacks."""
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from redis import Redis
 from api.main import create_app
 from core.settings import Settings
 from tests.support.servers import moto_s3_server, redis_server
-from tests.support.stack import Stack
+from tests.support.stack import Stack, stack_env
 
 DATA = Path(__file__).parent / "data"
 CASES = DATA / "cases"
@@ -76,6 +75,20 @@ def empty_bucket(client, bucket: str) -> None:
         client.delete_object(Bucket=bucket, Key=item["Key"])
 
 
+def s3_settings_for(endpoint: str | None, bucket: str, **overrides: object) -> Settings:
+    """Return s3-backend settings for `endpoint`; None means AWS, as mock_aws needs."""
+    values: dict[str, object] = {
+        "STORAGE_BACKEND": "s3",
+        "S3_BUCKET": bucket,
+        "S3_ENDPOINT_URL": endpoint,
+        "S3_REGION": "us-east-1",
+        "S3_ADDRESSING_STYLE": "path",
+        **S3_CREDENTIALS,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
 def make_settings(redis_url: str, storage_dir: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "REDIS_URL": redis_url,
@@ -97,24 +110,6 @@ def client(settings: Settings) -> Iterator[TestClient]:
     """The API in-process, on the session's Redis and a local storage directory."""
     with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
         yield test_client
-
-
-def stack_env(redis_url: str, root: Path, **overrides: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("STORAGE_", "S3_", "MAX_", "PAGE_", "OCR_", "RQ_"))
-    }
-    env.update(
-        REDIS_URL=redis_url,
-        STORAGE_BACKEND="local",
-        STORAGE_DIR=str(root / "storage"),
-        TMPDIR=str(root / "tmp"),
-        LOG_JSON="true",
-        LOG_LEVEL="INFO",
-    )
-    env.update(overrides)
-    return env
 
 
 @pytest.fixture(scope="session")

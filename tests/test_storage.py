@@ -15,21 +15,7 @@ from core.settings import Settings
 from storage import ObjectNotFound, StorageError, create_storage, open_async_storage
 from storage.local import LocalStorage
 from storage.s3 import MULTIPART_PART_BYTES
-from tests.conftest import s3_client
-
-
-def s3_settings(endpoint: str | None, bucket: str, **overrides) -> Settings:
-    values = {
-        "STORAGE_BACKEND": "s3",
-        "S3_BUCKET": bucket,
-        "S3_ENDPOINT_URL": endpoint,
-        "S3_REGION": "us-east-1",
-        "S3_ADDRESSING_STYLE": "path",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }
-    values.update(overrides)
-    return Settings(**values)
+from tests.conftest import s3_client, s3_settings_for
 
 
 @pytest.fixture(params=["local", "s3-server", "s3-in-process"])
@@ -40,10 +26,10 @@ def backend_settings(
         yield Settings(STORAGE_BACKEND="local", STORAGE_DIR=tmp_path / "storage")
     elif request.param == "s3-server":
         bucket = request.getfixturevalue("s3_bucket")
-        yield s3_settings(request.getfixturevalue("s3_endpoint"), bucket)
+        yield s3_settings_for(request.getfixturevalue("s3_endpoint"), bucket)
     else:
         with mock_aws():
-            settings = s3_settings(None, "in-process")
+            settings = s3_settings_for(None, "in-process")
             create_storage(settings).client.create_bucket(Bucket="in-process")
             yield settings
 
@@ -93,7 +79,7 @@ def async_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     if request.param == "local":
         return Settings(STORAGE_BACKEND="local", STORAGE_DIR=tmp_path / "storage")
     bucket = request.getfixturevalue("s3_bucket")
-    return s3_settings(request.getfixturevalue("s3_endpoint"), bucket)
+    return s3_settings_for(request.getfixturevalue("s3_endpoint"), bucket)
 
 
 def pending_uploads(settings: Settings) -> list:
@@ -156,7 +142,7 @@ def test_check_ok(async_settings: Settings) -> None:
 
 
 def test_check_missing_bucket(s3_endpoint: str, s3_bucket: str) -> None:
-    settings = s3_settings(s3_endpoint, "no-such-bucket")
+    settings = s3_settings_for(s3_endpoint, "no-such-bucket")
 
     async def check() -> None:
         async with open_async_storage(settings) as storage:
@@ -167,7 +153,7 @@ def test_check_missing_bucket(s3_endpoint: str, s3_bucket: str) -> None:
 
 
 def test_unreachable_endpoint_is_storage_error(tmp_path: Path) -> None:
-    settings = s3_settings("http://127.0.0.1:9", "bucket")
+    settings = s3_settings_for("http://127.0.0.1:9", "bucket")
     storage = create_storage(settings)
 
     with pytest.raises(StorageError):

@@ -5,8 +5,10 @@ client reads afterwards goes to the job record in Redis (status, page outcomes) 
 object storage (page text, the assembled text).
 """
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from loguru import logger
@@ -197,7 +199,19 @@ def _start(context: StageContext) -> bool:
     return False
 
 
-def _sniff(path) -> FileType:
+def _record_checksum(context: StageContext, path: Path) -> None:
+    """Fill in the SHA-256 of a direct upload, which the API never read."""
+    record = context.store.get(context.job_id)
+    if record is None or record.sha256:
+        return
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1024 * 1024):
+            digest.update(chunk)
+    context.store.set_checksum(context.job_id, digest.hexdigest())
+
+
+def _sniff(path: Path) -> FileType:
     with path.open("rb") as file:
         file_type = sniff_file_type(file.read(16))
     if file_type is None:
@@ -205,14 +219,14 @@ def _sniff(path) -> FileType:
     return file_type
 
 
-def _source(context: StageContext):
+def _source(context: StageContext) -> Path:
     return retry_transient(
         lambda: cached_source(context.storage, context.object_key, context.job_id),
         operation="download source",
     )
 
 
-def _read_pdf(context: StageContext, pdf) -> PdfInfo:
+def _read_pdf(context: StageContext, pdf: Path) -> PdfInfo:
     settings = context.settings
     info = read_pdf_info(
         pdf,
@@ -235,6 +249,7 @@ def _probe(context: StageContext) -> dict:
         return {"skipped": True}
     settings = context.settings
     source = _source(context)
+    _record_checksum(context, source)
     if _sniff(source) != FileType.PDF:
         raise UnsupportedMediaType("The document is not a PDF.")
     info = _read_pdf(context, source)
@@ -320,6 +335,7 @@ def _ocr_image(context: StageContext) -> dict:
             lambda: context.storage.download(context.object_key, source),
             operation="download source",
         )
+        _record_checksum(context, source)
         if _sniff(source) == FileType.PDF:
             raise UnsupportedMediaType("The document is a PDF, not an image.")
         prepared = prepare_image(

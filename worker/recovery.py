@@ -4,7 +4,10 @@ Both run in every worker's monitor thread (see worker.rq_worker), so they keep
 running as long as any worker is alive, even when no new worker starts.
 """
 
+import shutil
+import time
 from dataclasses import replace
+from pathlib import Path
 
 from loguru import logger
 from redis import Redis
@@ -13,7 +16,14 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from core.errors import DeadlineExceeded, WorkerLost
-from core.jobs import DEADLINES_KEY, TERMINAL_STATUSES, JobStatus, PageOutcome
+from core.jobs import (
+    DEADLINES_KEY,
+    TERMINAL_STATUSES,
+    JobStatus,
+    PageOutcome,
+    job_key,
+    upload_key,
+)
 from core.jobstore import JobStore
 from core.queueing import enqueue_stages, stage_of
 from core.settings import Settings
@@ -24,6 +34,8 @@ from worker.source_cache import sweep_cache
 
 # Cached sources unused for this long are removed even if their job still runs.
 CACHE_IDLE_SECONDS = 3600
+# Local job directories without a job record are deleted once this old.
+ORPHAN_GRACE_SECONDS = 3600
 
 
 def recover_stage(connection: Redis, settings: Settings, rq_job_id: str) -> None:
@@ -99,8 +111,44 @@ def enforce_deadlines(connection: Redis, settings: Settings) -> None:
                     )
 
 
-def run_monitor_pass(connection: Redis, settings: Settings) -> None:
-    """Run one monitor round: lost stages, overdue documents, stale cached sources."""
+def sweep_orphaned_objects(connection: Redis, settings: Settings) -> int:
+    """Delete local-storage job directories whose job record is gone (expired).
+
+    S3 buckets get a lifecycle rule instead (see storage.s3.job_lifecycle_rules). A
+    directory younger than ORPHAN_GRACE_SECONDS is kept: its upload or its job record
+    may still be on the way.
+    """
+    if settings.STORAGE_BACKEND != "local":
+        return 0
+    root = Path(settings.STORAGE_DIR) / "jobs"
+    if not root.is_dir():
+        return 0
+    now = time.time()
+    removed = 0
+    for directory in root.iterdir():
+        try:
+            young = now - directory.stat().st_mtime < ORPHAN_GRACE_SECONDS
+        except OSError:
+            continue
+        if young or connection.exists(
+            job_key(directory.name), upload_key(directory.name)
+        ):
+            continue
+        shutil.rmtree(directory, ignore_errors=True)
+        removed += 1
+    if removed:
+        logger.info("deleted objects of expired jobs", count=removed)
+    return removed
+
+
+def run_monitor_pass(
+    connection: Redis, settings: Settings, *, sweep_storage: bool = False
+) -> None:
+    """Run one monitor round: lost stages, overdue documents, stale cached sources.
+
+    With `sweep_storage`, also delete local objects of expired jobs, which lists the
+    whole storage directory and so runs only every few minutes.
+    """
     for rq_job_id in claim_expired_leases(connection):
         recover_stage(connection, settings, rq_job_id)
     enforce_deadlines(connection, settings)
@@ -111,3 +159,5 @@ def run_monitor_pass(connection: Redis, settings: Settings) -> None:
         return record is not None and record.status not in TERMINAL_STATUSES
 
     sweep_cache(is_running, CACHE_IDLE_SECONDS)
+    if sweep_storage:
+        sweep_orphaned_objects(connection, settings)

@@ -15,6 +15,8 @@ from worker.workdir import remove_stale_directories
 
 # How often each worker looks for expired leases and overdue documents.
 MONITOR_INTERVAL_SECONDS = 10
+# Deleting local objects of expired jobs lists the storage directory: every 10 min.
+STORAGE_SWEEP_EVERY_PASSES = 60
 
 
 class OcrWorker(Worker):
@@ -45,9 +47,15 @@ class OcrWorker(Worker):
                 connection_class=pool.connection_class, **pool.connection_kwargs
             )
         )
+        passes = 0
         while not self._monitor_stop.wait(MONITOR_INTERVAL_SECONDS):
+            passes += 1
             try:
-                run_monitor_pass(connection, settings)
+                run_monitor_pass(
+                    connection,
+                    settings,
+                    sweep_storage=passes % STORAGE_SWEEP_EVERY_PASSES == 1,
+                )
             except RedisError as error:
                 logger.warning("monitor pass failed", error=str(error))
             except Exception:

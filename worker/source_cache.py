@@ -27,7 +27,7 @@ def cache_root() -> Path:
 def cached_source(storage: ObjectStorage, object_key: str, job_id: str) -> Path:
     """Return a local copy of the job's source document, downloading it if needed.
 
-    Concurrent first calls on one host may each download; each writes its own partial
+    Concurrent first calls on one host may each download. Each writes its own partial
     file and renames it into place, so readers only ever see a complete file.
     """
     path = cache_root() / job_id / "source"

@@ -4,7 +4,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-import anyio.to_thread
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from loguru import logger
@@ -14,6 +13,7 @@ from api.errors import RETRY_AFTER_SECONDS, error_responses
 from api.results import build_result, page_result, read_page_texts
 from api.schemas import JobResult, PageResult, SubmitResponse
 from api.services import Services, get_services
+from api.submission import accept_job
 from api.upload import (
     FILE_FIELD,
     UploadLimits,
@@ -27,26 +27,14 @@ from core.errors import (
     QueueUnavailable,
     StorageUnavailable,
 )
-from core.filetypes import FileType
 from core.ids import is_job_id, new_job_id
 from core.jobs import (
     TERMINAL_STATUSES,
     JobRecord,
     JobStatus,
     events_channel,
-    format_timestamp,
-    job_object_prefix,
     source_object_key,
     text_object_key,
-    utc_now,
-)
-from core.queueing import (
-    IMAGE_FUNCTION,
-    PROBE_FUNCTION,
-    Stage,
-    enqueue_stages,
-    page_timeout_seconds,
-    probe_timeout_seconds,
 )
 from storage import ObjectNotFound, StorageError
 
@@ -76,10 +64,6 @@ _MULTIPART_BODY = {
         }
     },
 }
-
-
-def result_url(job_id: str) -> str:
-    return f"{router.prefix}/result/{job_id}"
 
 
 @router.post(
@@ -117,72 +101,15 @@ async def submit_document(request: Request, services: ServicesDep) -> JSONRespon
         logger.warning("upload to storage failed", job_id=job_id, error=str(error))
         raise StorageUnavailable() from error
 
-    record = JobRecord(
+    return await accept_job(
+        services,
         job_id=job_id,
-        status=JobStatus.QUEUED,
         file_type=received.file_type,
         filename=received.filename,
         sha256=received.sha256,
         size_bytes=received.size_bytes,
         request_id=request.state.request_id,
-        created_at=format_timestamp(utc_now()),
     )
-    try:
-        await anyio.to_thread.run_sync(
-            _create_and_enqueue, services, record, object_key
-        )
-    except RedisError as error:
-        logger.warning("enqueue failed", job_id=job_id, error=str(error))
-        await _delete_objects_quietly(services, job_id)
-        raise QueueUnavailable() from error
-
-    logger.info(
-        "job submitted",
-        job_id=job_id,
-        file_type=received.file_type,
-        size_bytes=received.size_bytes,
-    )
-    body = SubmitResponse(
-        job_id=job_id, status=JobStatus.QUEUED, result_url=result_url(job_id)
-    )
-    return JSONResponse(
-        body.model_dump(mode="json"),
-        status_code=202,
-        headers={"Location": body.result_url},
-    )
-
-
-def _create_and_enqueue(services: Services, record: JobRecord, object_key: str) -> None:
-    """Store the job record and its first RQ job in one Redis transaction."""
-    settings = services.settings
-    if record.file_type == FileType.PDF:
-        function, timeout = PROBE_FUNCTION, probe_timeout_seconds(settings)
-    else:
-        function, timeout = IMAGE_FUNCTION, page_timeout_seconds(settings)
-    stage = Stage(
-        function=function,
-        job_id=record.job_id,
-        object_key=object_key,
-        options={},
-        request_id=record.request_id,
-        timeout_seconds=timeout,
-    )
-    with services.redis.pipeline() as pipeline:
-        pipeline.multi()
-        services.store.create(record, pipeline)
-        enqueue_stages(services.redis, settings, [stage], pipeline=pipeline)
-        pipeline.execute()
-
-
-async def _delete_objects_quietly(services: Services, job_id: str) -> None:
-    try:
-        await services.storage.delete_prefix(job_object_prefix(job_id))
-    except StorageError as error:
-        logger.warning(
-            "deleting objects of a failed submit failed",
-            job_id=job_id,
-            error=str(error),
-        )
 
 
 async def load_record(services: Services, job_id: str) -> JobRecord:

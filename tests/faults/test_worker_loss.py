@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from tests.conftest import CASES, DATA, stack_env
-from tests.support.stack import Stack, processes_in_sessions
+from tests.conftest import CASES, DATA
+from tests.support.stack import Stack, processes_in_sessions, stack_env
 
 pytestmark = pytest.mark.faults
 

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from redis import Redis
+from rq import Worker
 
 from core.procfile import read_procfile
 from tests.support.servers import free_port
@@ -48,7 +50,11 @@ class Stack:
         self._launch("web", commands["web"])
         for index in range(1, self.worker_count + 1):
             self._launch(f"worker-{index}", commands["worker"])
-        self._wait_until_ready()
+        try:
+            self._wait_until_ready()
+        except BaseException:
+            self.stop()
+            raise
 
     def _launch(self, name: str, command: str) -> None:
         log = (self.log_dir / f"{name}.log").open("ab")
@@ -81,12 +87,12 @@ class Stack:
         return response.status_code == 200
 
     def _workers_listening(self) -> bool:
-        listening = 0
-        for index in range(1, self.worker_count + 1):
-            log = self.log_dir / f"worker-{index}.log"
-            text = log.read_text(errors="replace") if log.exists() else ""
-            listening += "Listening on default" in text
-        return listening == self.worker_count
+        """True once every worker has registered with Redis, as RQ does on start."""
+        connection = Redis.from_url(self.env["REDIS_URL"])
+        try:
+            return Worker.count(connection=connection) >= self.worker_count
+        finally:
+            connection.close()
 
     def stop(self) -> None:
         """Kill every process of the stack, work horses and their children included."""
@@ -191,3 +197,22 @@ def tool_processes(session_ids: set[int] | None = None) -> list[str]:
         if name in ("tesseract", "pdftoppm", "pdfinfo", "pdfimages") and state != "Z":
             names.append(name)
     return names
+
+
+def stack_env(redis_url: str, root: Path, **overrides: str) -> dict[str, str]:
+    """Return the environment of a stack: this process's, minus pindai settings."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("STORAGE_", "S3_", "MAX_", "PAGE_", "OCR_", "RQ_"))
+    }
+    env.update(
+        REDIS_URL=redis_url,
+        STORAGE_BACKEND="local",
+        STORAGE_DIR=str(root / "storage"),
+        TMPDIR=str(root / "tmp"),
+        LOG_JSON="true",
+        LOG_LEVEL="INFO",
+    )
+    env.update(overrides)
+    return env

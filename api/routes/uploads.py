@@ -1,0 +1,203 @@
+"""Direct uploads: a presigned URL into the bucket, then a job from the stored object.
+
+A client holding a large file PUTs it straight to the bucket, so the bytes never pass
+through the API. The upload id is also the future job's id, and the object's key is
+that job's source key, so a job made from it needs no copy.
+"""
+
+import json
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Request
+from fastapi.responses import JSONResponse
+from loguru import logger
+from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
+
+from api.errors import error_responses
+from api.routes.ocr import ServicesDep
+from api.schemas import SubmitResponse
+from api.submission import accept_job, delete_objects_quietly
+from core.errors import (
+    EmptyFile,
+    ErrorCode,
+    FileTooLarge,
+    NotSupported,
+    QueueUnavailable,
+    StorageUnavailable,
+    UnsupportedMediaType,
+    UploadNotFound,
+)
+from core.filetypes import SNIFF_BYTES, sniff_file_type
+from core.ids import is_job_id, new_job_id, sanitize_filename
+from core.jobs import (
+    format_timestamp,
+    source_object_key,
+    upload_key,
+    utc_now,
+)
+from storage import ObjectNotFound, PresignNotSupported, StorageError
+
+uploads_router = APIRouter(prefix="/api/v1/ocr/uploads", tags=["uploads"])
+jobs_router = APIRouter(prefix="/api/v1/ocr/jobs", tags=["jobs"])
+
+
+class UploadRequest(BaseModel):
+    filename: str | None = Field(
+        default=None, max_length=1024, description="Kept as metadata only."
+    )
+    size_bytes: int | None = Field(
+        default=None, ge=1, description="If given, checked against the limit now."
+    )
+
+
+class UploadTicket(BaseModel):
+    upload_id: str
+    url: str
+    method: str
+    headers: dict[str, str]
+    expires_at: str
+
+
+class JobFromUpload(BaseModel):
+    upload_id: str = Field(min_length=1, max_length=64)
+
+
+@uploads_router.post(
+    "",
+    status_code=201,
+    response_model=UploadTicket,
+    responses=error_responses(
+        ErrorCode.NOT_SUPPORTED,
+        ErrorCode.FILE_TOO_LARGE,
+        ErrorCode.INVALID_REQUEST,
+        ErrorCode.QUEUE_UNAVAILABLE,
+    ),
+)
+async def create_upload(
+    services: ServicesDep, details: Annotated[UploadRequest | None, Body()] = None
+) -> JSONResponse:
+    """Hand out a short-lived URL to PUT one document straight into the bucket."""
+    settings = services.settings
+    details = details or UploadRequest()
+    if (
+        details.size_bytes is not None
+        and details.size_bytes > settings.MAX_UPLOAD_BYTES
+    ):
+        raise FileTooLarge(
+            f"The file is larger than the limit of {settings.MAX_UPLOAD_BYTES} bytes."
+        )
+    upload_id = new_job_id()
+    try:
+        ticket = services.storage.presign_put(
+            source_object_key(upload_id), settings.UPLOAD_URL_TTL_SECONDS
+        )
+    except PresignNotSupported as error:
+        raise NotSupported(
+            "Direct uploads need object storage: set STORAGE_BACKEND=s3 (and "
+            "S3_PUBLIC_ENDPOINT_URL if clients reach the bucket at another address), "
+            "or use POST /api/v1/ocr/submit."
+        ) from error
+
+    expires_at = utc_now() + timedelta(seconds=settings.UPLOAD_URL_TTL_SECONDS)
+    metadata = {"filename": sanitize_filename(details.filename)}
+    try:
+        # The id stays usable a little longer than the URL, so that an upload that
+        # started just before the URL expired can still become a job.
+        await services.async_redis.set(
+            upload_key(upload_id),
+            json.dumps(metadata),
+            ex=2 * settings.UPLOAD_URL_TTL_SECONDS,
+        )
+    except RedisError as error:
+        raise QueueUnavailable() from error
+    logger.info("upload url issued", upload_id=upload_id)
+    body = UploadTicket(
+        upload_id=upload_id,
+        url=ticket.url,
+        method=ticket.method,
+        headers=ticket.headers,
+        expires_at=format_timestamp(expires_at),
+    )
+    return JSONResponse(body.model_dump(mode="json"), status_code=201)
+
+
+@jobs_router.post(
+    "",
+    status_code=202,
+    response_model=SubmitResponse,
+    responses=error_responses(
+        ErrorCode.UPLOAD_NOT_FOUND,
+        ErrorCode.FILE_TOO_LARGE,
+        ErrorCode.EMPTY_FILE,
+        ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+        ErrorCode.INVALID_REQUEST,
+        ErrorCode.STORAGE_UNAVAILABLE,
+        ErrorCode.QUEUE_UNAVAILABLE,
+    ),
+)
+async def create_job_from_upload(
+    body: JobFromUpload, request: Request, services: ServicesDep
+) -> JSONResponse:
+    """Turn a finished direct upload into a job; the response is as for submit."""
+    settings = services.settings
+    upload_id = body.upload_id
+    if not is_job_id(upload_id):
+        raise UploadNotFound()
+    try:
+        raw = await services.async_redis.get(upload_key(upload_id))
+    except RedisError as error:
+        raise QueueUnavailable() from error
+    if raw is None:
+        raise UploadNotFound()
+
+    object_key = source_object_key(upload_id)
+    try:
+        size = await services.storage.size(object_key)
+        # A ranged GET of an empty object fails (416), and there is nothing to read.
+        head = (
+            await services.storage.read_head(object_key, SNIFF_BYTES) if size else b""
+        )
+    except ObjectNotFound as error:
+        raise UploadNotFound(
+            "Nothing was uploaded for this id yet; PUT the file to its URL first."
+        ) from error
+    except StorageError as error:
+        raise StorageUnavailable() from error
+
+    file_type = sniff_file_type(head)
+    problem = None
+    if size == 0:
+        problem = EmptyFile()
+    elif size > settings.MAX_UPLOAD_BYTES:
+        problem = FileTooLarge(
+            f"The file is larger than the limit of {settings.MAX_UPLOAD_BYTES} bytes."
+        )
+    elif file_type is None:
+        problem = UnsupportedMediaType(
+            "The file is not a PNG, JPEG or PDF (judged by its first bytes)."
+        )
+    # Consume the id before anything else, so two concurrent calls make one job.
+    try:
+        consumed = await services.async_redis.delete(upload_key(upload_id))
+    except RedisError as error:
+        raise QueueUnavailable() from error
+    if not consumed:
+        raise UploadNotFound()
+    if problem is not None:
+        await delete_objects_quietly(services, upload_id)
+        raise problem
+
+    metadata = json.loads(raw)
+    # The API never reads a direct upload whole, so the worker that downloads it
+    # computes its SHA-256.
+    return await accept_job(
+        services,
+        job_id=upload_id,
+        file_type=file_type,
+        filename=metadata.get("filename"),
+        sha256="",
+        size_bytes=size,
+        request_id=request.state.request_id,
+    )
