@@ -13,7 +13,7 @@ import httpx
 import pytest
 from redis import Redis
 
-from tests.conftest import CASES, DATA
+from tests.conftest import CASES, DATA, s3_client
 from tests.support.stack import Stack
 from tests.support.text import character_error_rate
 
@@ -190,9 +190,18 @@ def test_long_poll_times_out(local_stack: Stack) -> None:
     local_stack.wait_for(job_id)
 
 
-def stored_keys(stack: Stack, job_id: str) -> list[Path]:
-    root = Path(stack.env["STORAGE_DIR"]) / "jobs" / job_id
-    return [path for path in root.rglob("*") if path.is_file()] if root.exists() else []
+def stored_keys(stack: Stack, job_id: str) -> list[str]:
+    """List the job's objects in the stack's storage, local directory or bucket."""
+    prefix = f"jobs/{job_id}/"
+    if stack.env["STORAGE_BACKEND"] == "s3":
+        listing = s3_client(stack.env["S3_ENDPOINT_URL"]).list_objects_v2(
+            Bucket=stack.env["S3_BUCKET"], Prefix=prefix
+        )
+        return [item["Key"] for item in listing.get("Contents", [])]
+    root = Path(stack.env["STORAGE_DIR"]) / prefix
+    if not root.exists():
+        return []
+    return [str(path) for path in root.rglob("*") if path.is_file()]
 
 
 def test_cancel_running_job(local_stack: Stack, tmp_path: Path) -> None:
@@ -220,19 +229,19 @@ def test_cancel_running_job(local_stack: Stack, tmp_path: Path) -> None:
     assert_clean(local_stack)
 
 
-def test_delete_finished_job(local_stack: Stack) -> None:
-    job_id = local_stack.submit_ok(CASES / "ok_rgb.png")
-    local_stack.wait_for(job_id)
-    assert stored_keys(local_stack, job_id)
+def test_delete_finished_job(stack: Stack) -> None:
+    job_id = stack.submit_ok(CASES / "ok_rgb.png")
+    stack.wait_for(job_id)
+    assert len(stored_keys(stack, job_id)) == 3  # source, page text, full text
 
-    response = httpx.delete(f"{local_stack.base_url}/api/v1/ocr/jobs/{job_id}")
+    response = httpx.delete(f"{stack.base_url}/api/v1/ocr/jobs/{job_id}")
 
     assert response.status_code == 204
-    assert stored_keys(local_stack, job_id) == []
-    gone = local_stack.result(job_id)
+    assert stored_keys(stack, job_id) == []
+    gone = stack.result(job_id)
     assert gone.status_code == 404
     assert gone.json()["error"]["code"] == "job_not_found"
-    again = httpx.delete(f"{local_stack.base_url}/api/v1/ocr/jobs/{job_id}")
+    again = httpx.delete(f"{stack.base_url}/api/v1/ocr/jobs/{job_id}")
     assert again.status_code == 404
 
 
