@@ -56,7 +56,11 @@ def error_responses(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
 
 async def _handle_pindai_error(request: Request, error: PindaiError) -> JSONResponse:
     logger.info("request rejected", error_code=error.code, error_message=error.message)
-    return error_response(error.code, error.message, request_id_of(request))
+    headers = {}
+    retry_after = getattr(error, "retry_after_s", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return error_response(error.code, error.message, request_id_of(request), headers)
 
 
 async def _handle_http_exception(

@@ -22,6 +22,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with open_services(settings) as services:
             app.state.services = services
             await prepare_storage(services)
+            if not services.api_keys:
+                logger.warning(
+                    "API_KEYS is empty: every /api/v1/ocr route is open to anyone who "
+                    "can reach this server. Set API_KEYS before exposing it "
+                    "(python -m api.keys NAME makes a key)."
+                )
             logger.info(
                 "api started",
                 storage_backend=settings.STORAGE_BACKEND,

@@ -69,6 +69,7 @@ class RequestContextMiddleware:
                 path=scope["path"],
                 status=status_code,
                 duration_ms=duration_ms,
+                caller=scope["state"].get("caller"),
             )
 
 

@@ -9,6 +9,8 @@ from loguru import logger
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
+from api.keys import parse_api_keys
+from api.limits import Limits
 from core.jobstore import AsyncJobReader, JobStore
 from core.settings import Settings
 from storage import AsyncObjectStorage, StorageError, open_async_storage
@@ -24,6 +26,9 @@ class Services:
     storage: AsyncObjectStorage
     store: JobStore
     reader: AsyncJobReader
+    # API key names and SHA-256 digests; empty when the API runs open.
+    api_keys: dict[str, bytes]
+    limits: Limits
 
 
 @asynccontextmanager
@@ -41,6 +46,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 storage=storage,
                 store=JobStore(redis, settings.RESULT_TTL_SECONDS),
                 reader=AsyncJobReader(async_redis),
+                api_keys=parse_api_keys(settings.API_KEYS),
+                limits=Limits(settings, async_redis),
             )
     finally:
         await async_redis.aclose()

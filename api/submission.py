@@ -41,6 +41,7 @@ async def accept_job(
     sha256: str,
     size_bytes: int,
     request_id: str,
+    owner: str,
 ) -> JSONResponse:
     """Create the job for a stored source document and return the 202 response."""
     record = JobRecord(
@@ -52,6 +53,7 @@ async def accept_job(
         size_bytes=size_bytes,
         request_id=request_id,
         created_at=format_timestamp(utc_now()),
+        owner=owner,
     )
     await create_job(services, record, source_object_key(job_id))
     body = SubmitResponse(

@@ -31,6 +31,8 @@ class ErrorCode(StrEnum):
     PAGE_NOT_FOUND = "page_not_found"
     UPLOAD_TIMEOUT = "upload_timeout"
     UPLOAD_NOT_FOUND = "upload_not_found"
+    UNAUTHORIZED = "unauthorized"
+    RATE_LIMITED = "rate_limited"
     NOT_SUPPORTED = "not_supported"
     STORAGE_UNAVAILABLE = "storage_unavailable"
     QUEUE_UNAVAILABLE = "queue_unavailable"
@@ -135,6 +137,17 @@ ERROR_SPECS: dict[ErrorCode, ErrorSpec] = {
     ),
     ErrorCode.PAGE_NOT_FOUND: ErrorSpec(
         404, False, "The job has no page with this number."
+    ),
+    ErrorCode.UNAUTHORIZED: ErrorSpec(
+        401,
+        False,
+        "No API key, or an unknown one; send Authorization: Bearer <key> or X-API-Key.",
+    ),
+    ErrorCode.RATE_LIMITED: ErrorSpec(
+        429,
+        True,
+        "Over the key's requests per minute or active jobs; retry after Retry-After "
+        "seconds.",
     ),
     ErrorCode.UPLOAD_NOT_FOUND: ErrorSpec(
         404,
@@ -301,6 +314,26 @@ class UploadTimeout(PindaiError):
     """The request body arrived too slowly."""
 
     code = ErrorCode.UPLOAD_TIMEOUT
+
+
+class Unauthorized(PindaiError):
+    """The request carries no valid API key."""
+
+    code = ErrorCode.UNAUTHORIZED
+    default_message = (
+        "A valid API key is required: send 'Authorization: Bearer <key>' or "
+        "'X-API-Key: <key>'."
+    )
+
+
+class RateLimited(PindaiError):
+    """The caller is over one of its limits."""
+
+    code = ErrorCode.RATE_LIMITED
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class UploadNotFound(PindaiError):

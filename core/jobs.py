@@ -41,6 +41,11 @@ def pages_key(job_id: str) -> str:
     return f"pindai:job:{job_id}:pages"
 
 
+def active_jobs_key(caller: str) -> str:
+    """Sorted set of a caller's jobs that have not ended, scored by creation time."""
+    return f"pindai:active:{caller}"
+
+
 def upload_key(upload_id: str) -> str:
     """A presigned upload not yet turned into a job; its id becomes the job's id."""
     return f"pindai:upload:{upload_id}"
@@ -95,6 +100,8 @@ class JobRecord:
     size_bytes: int
     request_id: str
     created_at: str
+    # The API key name that created the job ("ip:<address>" when the API runs open).
+    owner: str = ""
     started_at: str | None = None
     finished_at: str | None = None
     duration_ms: int | None = None
@@ -128,6 +135,7 @@ class JobRecord:
             size_bytes=int(values.get("size_bytes", 0)),
             request_id=values.get("request_id", ""),
             created_at=values["created_at"],
+            owner=values.get("owner", ""),
         )
         for name in (
             "started_at",

@@ -13,6 +13,7 @@ from core.jobs import (
     JobRecord,
     JobStatus,
     PageOutcome,
+    active_jobs_key,
     events_channel,
     format_timestamp,
     job_key,
@@ -91,6 +92,10 @@ class JobStore:
         key = job_key(record.job_id)
         pipeline.hset(key, mapping=record.to_redis())
         pipeline.expire(key, self.ttl_seconds)
+        if record.owner:
+            active = active_jobs_key(record.owner)
+            pipeline.zadd(active, {record.job_id: utc_now().timestamp()})
+            pipeline.expire(active, self.ttl_seconds)
 
     def get(self, job_id: str) -> JobRecord | None:
         return JobRecord.from_redis(job_id, self.redis.hgetall(job_key(job_id)))
@@ -174,6 +179,8 @@ class JobStore:
         ended = self._set_if(job_id, allowed, fields, ttl_seconds=self.ttl_seconds)
         if ended:
             self.redis.zrem(DEADLINES_KEY, job_id)
+            if record.owner:
+                self.redis.zrem(active_jobs_key(record.owner), job_id)
             self.redis.publish(events_channel(job_id), str(fields["status"]))
         return ended
 

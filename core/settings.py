@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     AWS_ACCESS_KEY_ID: str | None = None
     AWS_SECRET_ACCESS_KEY: SecretStr | None = None
 
+    # Access: comma-separated `name:sha256-hex` entries; empty runs the API open.
+    API_KEYS: str = ""
+    RATE_LIMIT_PER_MINUTE: int = Field(default=600, ge=0)
+    MAX_ACTIVE_JOBS: int = Field(default=50, ge=0)
+
     # Upload and document limits
     MAX_UPLOAD_BYTES: int = Field(default=10 * 1024 * 1024, gt=0)
     UPLOAD_TIMEOUT_SECONDS: float = Field(default=300.0, gt=0)

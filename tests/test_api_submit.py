@@ -46,7 +46,8 @@ def assert_nothing_kept(settings: Settings) -> None:
     assert stored_files(settings) == []
     assert queued_job_ids(settings) == []
     redis = Redis.from_url(settings.REDIS_URL)
-    assert list(redis.scan_iter("pindai:*")) == []
+    assert list(redis.scan_iter("pindai:job:*")) == []
+    assert list(redis.scan_iter("pindai:active:*")) == []
 
 
 def test_submit_png_accepted(client: TestClient, settings: Settings) -> None:

@@ -6,6 +6,7 @@ from fastapi.responses import JSONResponse
 from loguru import logger
 from redis.exceptions import RedisError
 
+from api.auth import CallerDep
 from api.errors import error_responses
 from api.results import build_result
 from api.routes.ocr import JobIdPath, ServicesDep, load_record
@@ -29,13 +30,15 @@ router = APIRouter(prefix="/api/v1/ocr/jobs", tags=["jobs"])
         ),
     },
 )
-async def delete_job(job_id: JobIdPath, services: ServicesDep) -> Response:
+async def delete_job(
+    job_id: JobIdPath, services: ServicesDep, caller: CallerDep
+) -> Response:
     """Cancel a running job (200, now failed with `cancelled`), or delete an ended one.
 
     Either way the job's stored objects are removed. A cancelled job stays readable
     until deleted or expired; a deleted one is gone (404).
     """
-    record = await load_record(services, job_id)
+    record = await load_record(services, job_id, caller)
     running = record.status not in TERMINAL_STATUSES
     try:
         if running:
@@ -56,6 +59,6 @@ async def delete_job(job_id: JobIdPath, services: ServicesDep) -> Response:
     )
     if not running:
         return Response(status_code=204)
-    record = await load_record(services, job_id)
+    record = await load_record(services, job_id, caller)
     result = await build_result(record, [], services.storage)
     return JSONResponse(result.model_dump(mode="json"))

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from loguru import logger
 from redis.exceptions import RedisError
 
+from api.auth import Caller, CallerDep
 from api.errors import RETRY_AFTER_SECONDS, error_responses
 from api.results import build_result, page_result, read_page_texts
 from api.schemas import JobResult, PageResult, SubmitResponse
@@ -81,9 +82,12 @@ _MULTIPART_BODY = {
         ErrorCode.QUEUE_UNAVAILABLE,
     ),
 )
-async def submit_document(request: Request, services: ServicesDep) -> JSONResponse:
+async def submit_document(
+    request: Request, services: ServicesDep, caller: CallerDep
+) -> JSONResponse:
     """Upload a document and enqueue its OCR; poll `result_url` for the outcome."""
     settings = services.settings
+    await services.limits.check_active_jobs(caller)
     check_declared_length(
         request.headers.get("content-length"), settings.MAX_UPLOAD_BYTES
     )
@@ -109,11 +113,16 @@ async def submit_document(request: Request, services: ServicesDep) -> JSONRespon
         sha256=received.sha256,
         size_bytes=received.size_bytes,
         request_id=request.state.request_id,
+        owner=caller.name,
     )
 
 
-async def load_record(services: Services, job_id: str) -> JobRecord:
-    """Return the job's record, or raise JobNotFound for unknown and malformed ids."""
+async def load_record(services: Services, job_id: str, caller: Caller) -> JobRecord:
+    """Return the caller's job, or raise JobNotFound.
+
+    Unknown, malformed and other callers' ids all get the same answer, so that no
+    caller learns whether someone else's job exists.
+    """
     if not is_job_id(job_id):
         raise JobNotFound()
     try:
@@ -121,6 +130,8 @@ async def load_record(services: Services, job_id: str) -> JobRecord:
     except RedisError as error:
         raise QueueUnavailable() from error
     if record is None:
+        raise JobNotFound()
+    if caller.authenticated and record.owner != caller.name:
         raise JobNotFound()
     return record
 
@@ -158,6 +169,7 @@ async def wait_for_end(services: Services, job_id: str, seconds: float) -> None:
 async def read_result(
     job_id: JobIdPath,
     services: ServicesDep,
+    caller: CallerDep,
     wait: Annotated[
         float,
         Query(
@@ -168,13 +180,13 @@ async def read_result(
     ] = 0,
 ) -> JSONResponse:
     """Return a job's status, every page's state, and its text once finished."""
-    record = await load_record(services, job_id)
+    record = await load_record(services, job_id, caller)
     if wait > 0 and record.status not in TERMINAL_STATUSES:
         try:
             await wait_for_end(services, job_id, wait)
         except RedisError as error:
             raise QueueUnavailable() from error
-        record = await load_record(services, job_id)
+        record = await load_record(services, job_id, caller)
     try:
         outcomes = await services.reader.get_pages(job_id)
     except RedisError as error:
@@ -199,10 +211,13 @@ async def read_result(
     ),
 )
 async def read_page(
-    job_id: JobIdPath, page: Annotated[int, Path(ge=1)], services: ServicesDep
+    job_id: JobIdPath,
+    page: Annotated[int, Path(ge=1)],
+    services: ServicesDep,
+    caller: CallerDep,
 ) -> PageResult:
     """Return one page: its state, text, error and processing time."""
-    record = await load_record(services, job_id)
+    record = await load_record(services, job_id, caller)
     page_count = record.page_count or 1
     if page > page_count:
         raise PageNotFound(
@@ -226,12 +241,14 @@ async def read_page(
         **error_responses(ErrorCode.JOB_NOT_FOUND, ErrorCode.STORAGE_UNAVAILABLE),
     },
 )
-async def read_text(job_id: JobIdPath, services: ServicesDep) -> StreamingResponse:
+async def read_text(
+    job_id: JobIdPath, services: ServicesDep, caller: CallerDep
+) -> StreamingResponse:
     """Stream the whole text as text/plain: pages joined by a blank line.
 
     While the job runs, this is the text of the pages done so far, in page order.
     """
-    record = await load_record(services, job_id)
+    record = await load_record(services, job_id, caller)
     if record.status == JobStatus.FINISHED:
         chunks = _stream_object(services, text_object_key(job_id))
     else:

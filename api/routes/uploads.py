@@ -15,6 +15,7 @@ from loguru import logger
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
+from api.auth import CallerDep
 from api.errors import error_responses
 from api.routes.ocr import ServicesDep
 from api.schemas import SubmitResponse
@@ -76,7 +77,9 @@ class JobFromUpload(BaseModel):
     ),
 )
 async def create_upload(
-    services: ServicesDep, details: Annotated[UploadRequest | None, Body()] = None
+    services: ServicesDep,
+    caller: CallerDep,
+    details: Annotated[UploadRequest | None, Body()] = None,
 ) -> JSONResponse:
     """Hand out a short-lived URL to PUT one document straight into the bucket."""
     settings = services.settings
@@ -101,7 +104,7 @@ async def create_upload(
         ) from error
 
     expires_at = utc_now() + timedelta(seconds=settings.UPLOAD_URL_TTL_SECONDS)
-    metadata = {"filename": sanitize_filename(details.filename)}
+    metadata = {"filename": sanitize_filename(details.filename), "owner": caller.name}
     try:
         # The id stays usable a little longer than the URL, so that an upload that
         # started just before the URL expired can still become a job.
@@ -138,7 +141,7 @@ async def create_upload(
     ),
 )
 async def create_job_from_upload(
-    body: JobFromUpload, request: Request, services: ServicesDep
+    body: JobFromUpload, request: Request, services: ServicesDep, caller: CallerDep
 ) -> JSONResponse:
     """Turn a finished direct upload into a job; the response is as for submit."""
     settings = services.settings
@@ -151,6 +154,10 @@ async def create_job_from_upload(
         raise QueueUnavailable() from error
     if raw is None:
         raise UploadNotFound()
+    metadata = json.loads(raw)
+    if caller.authenticated and metadata.get("owner") != caller.name:
+        raise UploadNotFound()
+    await services.limits.check_active_jobs(caller)
 
     object_key = source_object_key(upload_id)
     try:
@@ -189,7 +196,6 @@ async def create_job_from_upload(
         await delete_objects_quietly(services, upload_id)
         raise problem
 
-    metadata = json.loads(raw)
     # The API never reads a direct upload whole, so the worker that downloads it
     # computes its SHA-256.
     return await accept_job(
@@ -200,4 +206,5 @@ async def create_job_from_upload(
         sha256="",
         size_bytes=size,
         request_id=request.state.request_id,
+        owner=caller.name,
     )
