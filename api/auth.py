@@ -1,7 +1,7 @@
 """API keys, and the per-caller limits that come with them.
 
 Keys are configured only as SHA-256 digests (`API_KEYS=name:hexdigest,...`), so the
-configuration never holds a usable key. A request's key is hashed and compared with
+configuration never contains a usable key. A request's key is hashed and compared with
 every configured digest in constant time. The key's name owns the jobs it creates and
 its limits, so rotating a key (a new key under the same name) orphans nothing.
 
@@ -24,7 +24,7 @@ from core.errors import QueueUnavailable, Unauthorized
 
 @dataclass(frozen=True)
 class Caller:
-    """Who a request acts for: a key's name, or a client address in open mode."""
+    """The identity a request acts for: a key's name, or a client address when open."""
 
     name: str
     authenticated: bool
