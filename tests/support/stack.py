@@ -143,6 +143,10 @@ class Stack:
             timeout=60,
         )
 
+    def post_files(self, files: dict) -> httpx.Response:
+        """Submit a multipart body built from httpx-style `files`."""
+        return httpx.post(f"{self.base_url}/api/v1/ocr/submit", files=files, timeout=60)
+
     def submit_ok(self, path: Path, **options: Any) -> str:
         response = self.submit(path, **options)
         assert response.status_code == 202, response.text
