@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     TOOL_MEMORY_LIMIT_MB: int = Field(default=2048, ge=0)
     MAX_ATTEMPTS: int = Field(default=3, ge=1, le=10)
     LEASE_SECONDS: int = Field(default=30, ge=5)
+    SHUTDOWN_HANDOFF_SECONDS: float = Field(default=10.0, ge=0)
 
     # Logging
     LOG_LEVEL: str = "INFO"

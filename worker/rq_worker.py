@@ -61,6 +61,32 @@ class OcrWorker(Worker):
             except Exception:
                 logger.exception("monitor pass crashed")
 
+    def request_stop(self, signum, frame) -> None:
+        """Stop taking work; hand back the running stage if it outlasts the handoff.
+
+        RQ's warm shutdown waits for the current job. A platform stopping a container
+        sends SIGKILL some seconds after SIGTERM, which would lose that page until
+        its lease expires. So after SHUTDOWN_HANDOFF_SECONDS the stage is enqueued
+        again for another worker and the work horse is killed; page outcomes are
+        recorded once, so a page done twice changes nothing.
+        """
+        handoff = get_settings().SHUTDOWN_HANDOFF_SECONDS
+        job = self.get_current_job()
+        if job is not None and self.horse_pid:
+            timer = threading.Timer(handoff, self._hand_back, args=(job.id,))
+            timer.daemon = True
+            timer.start()
+        super().request_stop(signum, frame)
+
+    def _hand_back(self, rq_job_id: str) -> None:
+        if not self.horse_pid or not release_lease(self.connection, rq_job_id):
+            return
+        logger.warning(
+            "shutting down; handing the running stage back", rq_job_id=rq_job_id
+        )
+        recover_stage(self.connection, get_settings(), rq_job_id)
+        self.kill_horse()
+
     def handle_work_horse_killed(self, job: Job, retpid, ret_val, rusage) -> None:
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
         if release_lease(self.connection, job.id):

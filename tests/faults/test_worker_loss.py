@@ -26,7 +26,8 @@ def fault_stack(
     root = tmp_path_factory.mktemp("fault-stack")
     url = redis_base_url.rsplit("/", 1)[0] + "/4"
     Redis.from_url(url).flushdb()
-    stack = Stack(env=stack_env(url, root), log_dir=root / "logs")
+    env = stack_env(url, root, SHUTDOWN_HANDOFF_SECONDS="1")
+    stack = Stack(env=env, log_dir=root / "logs")
     stack.start()
     yield stack
     stack.stop()
@@ -75,3 +76,30 @@ def test_killed_worker_pages_finish(fault_stack: Stack, tmp_path: Path) -> None:
         fault_stack.log_dir / "worker-2.log"
     ).read_text()
     assert "stage of a lost worker enqueued again" in log
+
+
+def test_sigterm_hands_back_page(fault_stack: Stack, tmp_path: Path) -> None:
+    """A deploy: SIGTERM, and the worker must leave quickly without losing its page."""
+    job_id = fault_stack.submit_ok(ten_page_pdf(tmp_path))
+    deadline = time.monotonic() + 60
+    victim = None
+    while victim is None:
+        assert time.monotonic() < deadline
+        for name, pids in fault_stack.worker_pids().items():
+            if len(pids) > 3:  # the worker, its scheduler, a horse and its tool
+                victim = name
+        time.sleep(0.05)
+
+    leader = fault_stack.processes[victim]
+    stopped_at = time.monotonic()
+    leader.send_signal(signal.SIGTERM)
+    leader.wait(timeout=20)
+    stopped_in = time.monotonic() - stopped_at
+    body = fault_stack.wait_for(job_id, timeout_s=120)
+
+    assert stopped_in < 10
+    assert body["status"] == "finished", body
+    assert [page["state"] for page in body["pages"]] == ["done"] * 10
+    assert processes_in_sessions({leader.pid}) == []
+    log = (fault_stack.log_dir / f"{victim}.log").read_text()
+    assert "handing the running stage back" in log
