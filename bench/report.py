@@ -13,6 +13,7 @@ Produced by `make bench`, which runs:
 ```sh
 .venv/bin/python -m bench.run --ocrmypdf .bench-venv/bin/ocrmypdf
 .venv/bin/python -m bench.upload
+.venv/bin/python -m bench.load_faults
 .bench-venv/bin/python bench/plot.py docs/benchmarks.json docs/bench_workers.png
 .venv/bin/python -m bench.report docs/benchmarks.json > docs/benchmarks.md
 ```
@@ -34,6 +35,8 @@ def render(report: dict) -> str:
     lines += load(report["load"])
     if "upload" in report:
         lines += upload(report["upload"])
+    if "load_with_faults" in report:
+        lines += load_with_faults(report["load_with_faults"])
     return "\n".join(lines) + "\n"
 
 
@@ -159,6 +162,26 @@ def upload(data: dict) -> list[str]:
         "(target: at least 0.8).",
         f"- Peak RSS growth of the API process during the upload: **{growth:.1f} MiB** "
         f"(runs: {_list(data['api_peak_rss_growth_mib'])}; target: under 40 MB).",
+        "",
+    ]
+
+
+def load_with_faults(data: dict) -> list[str]:
+    return [
+        "## Load while a worker is killed",
+        "",
+        f"{data['clients']} clients submitting a small PNG for {data['seconds']} s "
+        "with `hey`, while one of two workers has every process killed with SIGKILL "
+        f"every 10 s ({data['worker_kills']} times) and is started again. Produced by "
+        "`.venv/bin/python -m bench.load_faults`.",
+        "",
+        "| submits | error rate | finished | failed | lost | queue drained after |",
+        "| --- | --- | --- | --- | --- | --- |",
+        f"| {data['submits']} | {data['submit_error_rate']:.1%} | "
+        f"{data['jobs_finished']} | {data['jobs_failed']} | {data['jobs_lost']} | "
+        f"{data['drained_in_s']} s |",
+        "",
+        f"Submit status codes: {data['submit_status_codes']}.",
         "",
     ]
 

@@ -56,6 +56,11 @@ class Stack:
             self.stop()
             raise
 
+    def restart(self, name: str) -> None:
+        """Start process `name` again with the Procfile command of its type."""
+        kind = "web" if name == "web" else "worker"
+        self._launch(name, read_procfile()[kind])
+
     def _launch(self, name: str, command: str) -> None:
         log = (self.log_dir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
