@@ -5,7 +5,9 @@ client reads afterwards goes to the job record in Redis (status, page outcomes) 
 object storage (page text, the assembled text).
 """
 
+import errno
 import hashlib
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +54,8 @@ from worker.source_cache import cached_source, drop_cached_source
 from worker.workdir import job_directory
 
 T = TypeVar("T")
+
+DISK_FULL_MESSAGE = "The worker ran out of temporary disk space; submit the file again."
 
 
 @dataclass
@@ -159,6 +163,15 @@ def _run_stage(
         except JobTimeoutException:
             _record_error(context, OcrTimeout("The work ran past its time limit."))
             raise
+        except OSError as error:
+            if error.errno != errno.ENOSPC:
+                logger.exception("stage crashed")
+                _record_error(context, InternalError("The job failed unexpectedly."))
+                raise
+            logger.error("temporary directory full", tmpdir=tempfile.gettempdir())
+            disk_full = InternalError(DISK_FULL_MESSAGE)
+            _record_error(context, disk_full)
+            raise disk_full from error
         except Exception:
             logger.exception("stage crashed")
             _record_error(context, InternalError("The job failed unexpectedly."))

@@ -5,8 +5,10 @@ every render, and neither of its calls can set a memory limit on the child proce
 This module runs both programs through `run_tool` with the arguments pdf2image would.
 """
 
+import errno
 import math
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,12 +182,22 @@ def render_page(
         memory_limit_bytes=memory_limit_bytes,
     )  # fmt: skip
     output = prefix.with_suffix(".pgm")
+    # Judge a full disk before deleting the partial output, which frees the space.
+    disk_full = b"No space left" in result.stderr or _disk_full(destination_dir)
     if result.returncode != 0:
         output.unlink(missing_ok=True)
+        if disk_full:
+            raise OSError(errno.ENOSPC, "no space left for the rendered page")
         raise PdfCorrupt(f"Page {page} cannot be rendered: {result.last_error_line()}")
     if not output.is_file():
         raise PdfCorrupt(f"Page {page} cannot be rendered: pdftoppm wrote no image.")
     width, height = read_pgm_size(output)
+    if output.stat().st_size < width * height:
+        # pdftoppm can exit 0 after a failed write and leave a truncated image.
+        output.unlink(missing_ok=True)
+        if disk_full:
+            raise OSError(errno.ENOSPC, "no space left for the rendered page")
+        raise PdfCorrupt(f"Page {page} cannot be rendered: the image is truncated.")
     if width <= 1 or height <= 1:
         output.unlink(missing_ok=True)
         raise ImageTooLarge(
@@ -193,6 +205,11 @@ def render_page(
             f"a {width}x{height} image."
         )
     return output
+
+
+def _disk_full(directory: Path) -> bool:
+    """True when less than 1 MiB is free where pages are rendered."""
+    return shutil.disk_usage(directory).free < 1024 * 1024
 
 
 def read_pgm_size(path: Path) -> tuple[int, int]:

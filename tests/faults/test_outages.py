@@ -191,3 +191,43 @@ def test_bucket_unreachable(redis_base_url: str, tmp_path: Path) -> None:
         assert body["partial"] is True
         codes = {page["error"]["code"] for page in body["pages"] if page["error"]}
         assert codes == {"storage_unavailable"}
+
+
+@pytest.fixture
+def tiny_tmp(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs, far too small for a rendered 300-dpi page (8 MB)."""
+    mount_point = tmp_path / "tiny-tmp"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
+        capture_output=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_worker_tmp_full(redis_base_url: str, tmp_path: Path, tiny_tmp: Path) -> None:
+    url = redis_base_url.rsplit("/", 1)[0] + "/7"
+    Redis.from_url(url).flushdb()
+    env = stack_env(url, tmp_path, TMPDIR=str(tiny_tmp))
+    stack = Stack(env=env, log_dir=tmp_path / "logs")
+    stack.start()
+    try:
+        job_id = stack.submit_ok(DATA / "scan_3p.pdf")
+        body = stack.wait_for(job_id, timeout_s=120)
+        small = stack.wait_for(stack.submit_ok(CASES / "ok_rgb.png"), timeout_s=60)
+        alive = [process.poll() is None for process in stack.processes.values()]
+    finally:
+        stack.stop()
+
+    assert body["status"] in ("finished", "failed")
+    failed_pages = [page for page in body["pages"] if page["error"]]
+    assert failed_pages
+    for page in failed_pages:
+        assert page["error"]["code"] == "internal_error"
+        assert "temporary disk space" in page["error"]["message"]
+    assert small["status"] == "finished"
+    assert all(alive)
+    assert [path for path in tiny_tmp.rglob("*") if path.is_file()] == []
