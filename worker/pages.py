@@ -53,6 +53,7 @@ def ocr_pdf_page(
             dpi=dpi,
             timeout_s=settings.RASTER_TIMEOUT_SECONDS,
             memory_limit_bytes=_limits(settings),
+            size_points=size_points,
         )
     except ToolTimeout as error:
         message = f"Rendering the page took longer than {error.timeout_s:g} s."

@@ -19,6 +19,9 @@ from worker.process import run_tool
 MAX_SIDE_PIXELS = 32767
 # Rendering below this resolution leaves body text too small to read.
 MIN_RENDER_DPI = 30
+# pdftoppm answers a page it cannot allocate with a 1x1 image; below this many pixels
+# a 1x1 result means a broken page instead.
+ALLOCATION_FAILURE_PIXELS = 100_000_000
 # Bounds for a page rendered at its scanned image's own resolution: below 150 dpi
 # Tesseract misreads body text, above 400 dpi rendering costs time and gains nothing.
 MIN_NATIVE_DPI = 150
@@ -159,6 +162,7 @@ def render_page(
     dpi: int,
     timeout_s: float,
     memory_limit_bytes: int,
+    size_points: tuple[float, float] | None = None,
 ) -> Path:
     """Render one page to an 8-bit grayscale PGM file and return its path.
 
@@ -200,11 +204,22 @@ def render_page(
         raise PdfCorrupt(f"Page {page} cannot be rendered: the image is truncated.")
     if width <= 1 or height <= 1:
         output.unlink(missing_ok=True)
+        if not _too_large_to_allocate(size_points, dpi):
+            # A page of ordinary size that renders as 1x1 is broken, not too large.
+            raise PdfCorrupt(f"Page {page} cannot be rendered: it has no content area.")
         raise ImageTooLarge(
             f"Page {page} could not be rendered at {dpi} dpi: the renderer produced "
             f"a {width}x{height} image."
         )
     return output
+
+
+def _too_large_to_allocate(size_points: tuple[float, float] | None, dpi: int) -> bool:
+    """True when pdftoppm's 1x1 output is its failure to allocate a huge page."""
+    if size_points is None:
+        return False
+    width, height = (side / 72 * dpi for side in size_points)
+    return width * height > ALLOCATION_FAILURE_PIXELS
 
 
 def _disk_full(directory: Path) -> bool:

@@ -103,3 +103,33 @@ def test_sigterm_hands_back_page(fault_stack: Stack, tmp_path: Path) -> None:
     assert processes_in_sessions({leader.pid}) == []
     log = (fault_stack.log_dir / f"{victim}.log").read_text()
     assert "handing the running stage back" in log
+
+
+def test_all_workers_down_for_a_minute(fault_stack: Stack, tmp_path: Path) -> None:
+    """Every worker killed mid-document, none running for 60 s, then both restarted."""
+    job_id = fault_stack.submit_ok(ten_page_pdf(tmp_path))
+    deadline = time.monotonic() + 60
+    while fault_stack.result(job_id).json()["pages_done"] < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+    for name in ("worker-1", "worker-2"):
+        kill_worker(fault_stack, name)
+        fault_stack.processes[name].wait(timeout=5)
+    during = fault_stack.result(job_id).json()
+    time.sleep(60)
+    for name in ("worker-1", "worker-2"):
+        fault_stack.restart(name)
+    body = fault_stack.wait_for(job_id, timeout_s=180)
+
+    assert during["status"] == "started"
+    assert body["status"] == "finished", body
+    assert [page["state"] for page in body["pages"]] == ["done"] * 10
+    # A killed horse's job directory is removed when a worker starts again.
+    deadline = time.monotonic() + 10
+    while (
+        list(fault_stack.tmp_dir.glob("pindai-job-*")) and time.monotonic() < deadline
+    ):
+        time.sleep(0.2)
+    assert list(fault_stack.tmp_dir.glob("pindai-job-*")) == []
+    assert fault_stack.tool_processes() == []
