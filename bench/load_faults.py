@@ -23,6 +23,7 @@ from pathlib import Path
 
 from redis import Redis
 
+from bench.measure import write_submit_body
 from tests.support.servers import redis_server
 from tests.support.stack import Stack, processes_in_sessions, stack_env
 
@@ -66,12 +67,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="pindai-load-faults-"))
     boundary = "pindai-load-boundary"
     body = workdir / "submit.body"
-    body.write_bytes(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-        f'filename="small.png"\r\nContent-Type: image/png\r\n\r\n'.encode()
-        + SMALL_PNG.read_bytes()
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
+    write_submit_body(body, SMALL_PNG, boundary)
     with redis_server(workdir / "redis") as redis_url:
         env = stack_env(redis_url, workdir / "stack", LOG_LEVEL="WARNING")
         stack = Stack(env=env, log_dir=workdir / "logs", worker_count=2)

@@ -67,3 +67,13 @@ def mean_cer(page_texts: dict[int, str], truth: dict[int, str]) -> float:
         for page, name in truth.items()
     ]
     return statistics.mean(rates)
+
+
+def write_submit_body(path: Path, image: Path, boundary: str) -> None:
+    """Write a multipart body submitting `image`, for load tools that send a file."""
+    path.write_bytes(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="{image.name}"\r\nContent-Type: image/png\r\n\r\n'.encode()
+        + image.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )

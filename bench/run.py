@@ -28,6 +28,7 @@ from bench.measure import (
     mean_cer,
     run,
     time_runs,
+    write_submit_body,
 )
 from tests.support.servers import redis_server
 from tests.support.stack import Stack, stack_env
@@ -229,12 +230,7 @@ def bench_load(workdir: Path, redis_url: str, seconds: int, clients: int) -> dic
     """Submits of a small PNG and result polls, `clients` connections in all."""
     boundary = "pindai-bench-boundary"
     body = workdir / "submit.body"
-    body.write_bytes(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-        f'filename="small.png"\r\nContent-Type: image/png\r\n\r\n'.encode()
-        + SMALL_PNG.read_bytes()
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
+    write_submit_body(body, SMALL_PNG, boundary)
     with stack(workdir, redis_url, workers=2) as running:
         job_id = running.submit_ok(SMALL_PNG)
         running.wait_for(job_id)

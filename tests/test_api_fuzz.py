@@ -19,7 +19,7 @@ from tests.support.stack import Stack
 pytestmark = pytest.mark.integration
 
 # 5xx responses are checked below instead of with schemathesis's not_a_server_error:
-# the local backend answers direct-upload requests with a documented 501.
+# the local backend rejects direct-upload requests with a documented 501.
 CHECKS = [
     status_code_conformance,
     content_type_conformance,

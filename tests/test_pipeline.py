@@ -23,22 +23,8 @@ GROUND_TRUTH = DATA / "gt"
 
 
 def assert_clean(stack: Stack) -> None:
-    """No job directory, temporary file or OCR tool process may outlive a job.
-
-    Pages of a cancelled job that were already queued may still pass through a worker
-    for a moment, so the check waits a little before it fails.
-    """
-    deadline = time.monotonic() + 5
-    while leftovers(stack) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert stack.tool_processes() == []
-    assert leftovers(stack) == []
-
-
-def leftovers(stack: Stack) -> list[str]:
-    files = [str(path) for path in stack.tmp_dir.rglob("*") if path.is_file()]
-    directories = [str(path) for path in stack.tmp_dir.glob("pindai-job-*")]
-    return files + directories + stack.tool_processes()
+    """No job directory, temporary file or OCR tool process may outlive a job."""
+    assert stack.leftovers() == []
 
 
 def unite(tmp_path: Path, name: str, *parts: Path) -> Path:

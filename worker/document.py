@@ -60,6 +60,17 @@ class DocumentWriter:
         if recorded.completes_job:
             self.close()
 
+    def fail_page(self, page: int, error: PindaiError) -> None:
+        """Record `page` as failed with `error`, unless it already has an outcome."""
+        self.record(
+            PageOutcome(
+                page=page,
+                duration_ms=0,
+                error_code=error.code,
+                error_message=error.message,
+            )
+        )
+
     def close(self) -> None:
         """Assemble the full text and end the job: finished, partial, or failed."""
         outcomes = self.store.get_pages(self.job_id)

@@ -32,7 +32,7 @@ from core.errors import (
     UnsupportedMediaType,
 )
 from core.filetypes import FileType, sniff_file_type
-from core.jobs import JobStatus, PageOutcome, parse_timestamp, utc_now
+from core.jobs import JobStatus, parse_timestamp, utc_now
 from core.jobstore import JobStore
 from core.queueing import (
     PAGE_FUNCTION,
@@ -181,13 +181,7 @@ def _run_stage(
 def _record_error(context: StageContext, error: PindaiError) -> None:
     """Fail the page a page stage was working on, or the job of any other stage."""
     if context.page is not None:
-        outcome = PageOutcome(
-            page=context.page,
-            duration_ms=0,
-            error_code=error.code,
-            error_message=error.message,
-        )
-        context.writer.record(outcome)
+        context.writer.fail_page(context.page, error)
         return
     if context.store.fail(context.job_id, error.code, error.message):
         logger.warning("job failed", error_code=error.code, error_message=error.message)

@@ -19,8 +19,8 @@ from worker.process import run_tool
 MAX_SIDE_PIXELS = 32767
 # Rendering below this resolution leaves body text too small to read.
 MIN_RENDER_DPI = 30
-# pdftoppm answers a page it cannot allocate with a 1x1 image; below this many pixels
-# a 1x1 result means a broken page instead.
+# pdftoppm writes a 1x1 image for a page it cannot allocate. Below this many pixels a
+# 1x1 result means a broken page instead.
 ALLOCATION_FAILURE_PIXELS = 100_000_000
 # Bounds for a page rendered at its scanned image's own resolution: below 150 dpi
 # Tesseract misreads body text, above 400 dpi rendering costs time and gains nothing.

@@ -20,7 +20,6 @@ from core.jobs import (
     DEADLINES_KEY,
     TERMINAL_STATUSES,
     JobStatus,
-    PageOutcome,
     job_key,
     upload_key,
 )
@@ -76,14 +75,7 @@ def recover_stage(connection: Redis, settings: Settings, rq_job_id: str) -> None
             store.fail(stage.job_id, error.code, error.message)
             return
         writer = DocumentWriter(stage.job_id, store, create_storage(settings))
-        writer.record(
-            PageOutcome(
-                page=page,
-                duration_ms=0,
-                error_code=error.code,
-                error_message=error.message,
-            )
-        )
+        writer.fail_page(page, error)
 
 
 def enforce_deadlines(connection: Redis, settings: Settings) -> None:
@@ -101,14 +93,7 @@ def enforce_deadlines(connection: Redis, settings: Settings) -> None:
             logger.warning("document deadline passed", deadline_at=record.deadline_at)
             for page in range(1, (record.page_count or 0) + 1):
                 if page not in done:
-                    writer.record(
-                        PageOutcome(
-                            page=page,
-                            duration_ms=0,
-                            error_code=error.code,
-                            error_message=error.message,
-                        )
-                    )
+                    writer.fail_page(page, error)
 
 
 def sweep_orphaned_objects(connection: Redis, settings: Settings) -> int:

@@ -67,7 +67,7 @@ class OcrWorker(Worker):
         RQ's warm shutdown waits for the current job. A platform stopping a container
         sends SIGKILL some seconds after SIGTERM, which would lose that page until
         its lease expires. So after SHUTDOWN_HANDOFF_SECONDS the stage is enqueued
-        again for another worker and the work horse is killed; page outcomes are
+        again for another worker and the work horse is killed. Page outcomes are
         recorded once, so a page done twice changes nothing.
         """
         handoff = get_settings().SHUTDOWN_HANDOFF_SECONDS

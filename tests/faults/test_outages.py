@@ -108,6 +108,7 @@ def test_redis_restart_during_job(
     assert stack.submit(CASES / "ok_rgb.png").status_code == 202
     for name, process in stack.processes.items():
         assert process.poll() is None, f"{name} exited during the outage"
+    assert stack.leftovers(wait_s=15) == []
 
 
 class StoppableMoto:
@@ -177,10 +178,12 @@ def test_bucket_unreachable(redis_base_url: str, tmp_path: Path) -> None:
         refused = stack.submit(CASES / "ok_rgb.png")
         ready = httpx.get(f"{stack.base_url}/api/v1/health/ready")
         body = stack.wait_for(job_id, timeout_s=120)
+        leftovers = stack.leftovers(wait_s=15)
     finally:
         stack.stop()
         moto.stop()
 
+    assert leftovers == []
     assert refused.status_code == 503
     assert refused.json()["error"]["code"] == "storage_unavailable"
     assert ready.status_code == 503

@@ -76,6 +76,9 @@ def test_killed_worker_pages_finish(fault_stack: Stack, tmp_path: Path) -> None:
         fault_stack.log_dir / "worker-2.log"
     ).read_text()
     assert "stage of a lost worker enqueued again" in log
+    # The killed horse's job directory goes when a worker starts on this host.
+    fault_stack.restart(victim)
+    assert fault_stack.leftovers(wait_s=15) == []
 
 
 def test_sigterm_hands_back_page(fault_stack: Stack, tmp_path: Path) -> None:
@@ -103,6 +106,8 @@ def test_sigterm_hands_back_page(fault_stack: Stack, tmp_path: Path) -> None:
     assert processes_in_sessions({leader.pid}) == []
     log = (fault_stack.log_dir / f"{victim}.log").read_text()
     assert "handing the running stage back" in log
+    fault_stack.restart(victim)
+    assert fault_stack.leftovers(wait_s=15) == []
 
 
 def test_all_workers_down_for_a_minute(fault_stack: Stack, tmp_path: Path) -> None:

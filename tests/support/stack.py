@@ -117,6 +117,21 @@ class Stack:
                 process.kill()
             process.wait()
 
+    def leftovers(self, wait_s: float = 5) -> list[str]:
+        """Return what outlived the jobs: temp files, job directories, tool processes.
+
+        Waits up to `wait_s` for them to go, since pages of a cancelled or failed job
+        may still be passing through a worker for a moment.
+        """
+        deadline = time.monotonic() + wait_s
+        while True:
+            files = [str(path) for path in self.tmp_dir.rglob("*") if path.is_file()]
+            directories = [str(path) for path in self.tmp_dir.glob("pindai-job-*")]
+            found = files + directories + self.tool_processes()
+            if not found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)
+
     def tool_processes(self) -> list[str]:
         """Return the OCR tool processes still running under this stack's workers."""
         return tool_processes({process.pid for process in self.processes.values()})
