@@ -79,3 +79,8 @@ class JobResult(BaseModel):
 
 class HealthStatus(BaseModel):
     status: str
+
+
+class Readiness(HealthStatus):
+    workers: int = Field(description="RQ workers registered with a live heartbeat.")
+    queues: dict[str, int] = Field(description="Stages waiting, by queue.")

@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.routes import ocr
-from tests.conftest import make_settings
+from tests.conftest import CASES, make_settings
 
 
 def assert_error(response, status: int, code: str) -> dict:
@@ -30,7 +30,20 @@ def test_readiness_ok(client: TestClient) -> None:
     response = client.get("/api/v1/health/ready")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok"}
+    assert response.json() == {
+        "status": "ok",
+        "workers": 0,
+        "queues": {"default": 0, "pages": 0},
+    }
+
+
+def test_readiness_counts_queue(client: TestClient) -> None:
+    png = (CASES / "ok_rgb.png").read_bytes()
+    client.post("/api/v1/ocr/submit", files={"file": ("a.png", png)})
+
+    body = client.get("/api/v1/health/ready").json()
+
+    assert body["queues"]["default"] == 1
 
 
 def test_readiness_names_redis(tmp_path: Path) -> None:

@@ -431,3 +431,11 @@ def children_of(pid: int) -> list[str]:
         return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         return []
+
+
+def test_readiness_reports_workers(local_stack: Stack) -> None:
+    body = httpx.get(f"{local_stack.base_url}/api/v1/health/ready").json()
+
+    assert body["status"] == "ok"
+    assert body["workers"] == 2
+    assert set(body["queues"]) == {"default", "pages"}

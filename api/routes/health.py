@@ -2,14 +2,17 @@
 
 import asyncio
 
+import anyio.to_thread
 from fastapi import APIRouter
 from loguru import logger
 from redis.exceptions import RedisError
+from rq import Worker
 
 from api.errors import error_responses
 from api.routes.ocr import ServicesDep
-from api.schemas import HealthStatus
+from api.schemas import HealthStatus, Readiness
 from core.errors import ErrorCode, QueueUnavailable, StorageUnavailable
+from core.queueing import DOCUMENT_QUEUE, PAGE_QUEUE
 from storage import StorageError
 
 router = APIRouter(prefix="/api/v1/health", tags=["health"])
@@ -26,12 +29,12 @@ async def read_liveness() -> HealthStatus:
 
 @router.get(
     "/ready",
-    response_model=HealthStatus,
+    response_model=Readiness,
     responses=error_responses(
         ErrorCode.QUEUE_UNAVAILABLE, ErrorCode.STORAGE_UNAVAILABLE
     ),
 )
-async def read_readiness(services: ServicesDep) -> HealthStatus:
+async def read_readiness(services: ServicesDep) -> Readiness:
     """Check that Redis and storage respond; a 503 names the one that does not."""
     try:
         await asyncio.wait_for(services.async_redis.ping(), CHECK_TIMEOUT_SECONDS)
@@ -45,4 +48,17 @@ async def read_readiness(services: ServicesDep) -> HealthStatus:
         # The detail (paths, bucket names, credentials errors) goes to the log only.
         logger.warning("storage not ready", error=str(error) or "timed out")
         raise StorageUnavailable("Object storage is not ready.") from error
-    return HealthStatus(status="ok")
+    # Reported, not required: the API accepts jobs while no worker runs.
+    try:
+        workers = await anyio.to_thread.run_sync(
+            lambda: Worker.count(connection=services.redis)
+        )
+        queues = {
+            name: await services.async_redis.llen(f"rq:queue:{name}")
+            for name in (DOCUMENT_QUEUE, PAGE_QUEUE)
+        }
+    except RedisError as error:
+        raise QueueUnavailable(
+            f"Redis is not ready: {type(error).__name__}."
+        ) from error
+    return Readiness(status="ok", workers=workers, queues=queues)
