@@ -60,6 +60,8 @@ async def _handle_pindai_error(request: Request, error: PindaiError) -> JSONResp
     retry_after = getattr(error, "retry_after_s", None)
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
+    if error.code == ErrorCode.UNAUTHORIZED:
+        headers["WWW-Authenticate"] = 'Bearer realm="pindai"'
     return error_response(error.code, error.message, request_id_of(request), headers)
 
 

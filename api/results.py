@@ -45,6 +45,12 @@ async def build_result(
         page_result(page, by_page.get(page), texts.get(page))
         for page in range(1, record.page_count + 1)
     ]
+    if record.status == JobStatus.FAILED:
+        # Pages that never ran share the job's error: they will not run any more.
+        for page in result.pages:
+            if page.state == PageState.PENDING:
+                page.state = PageState.FAILED
+                page.error = result.error
     if record.status == JobStatus.FINISHED and result.text_inline:
         result.text = "\n\n".join(texts[page] for page in sorted(texts))
     return result

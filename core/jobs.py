@@ -60,6 +60,15 @@ def source_object_key(job_id: str) -> str:
     return f"jobs/{job_id}/source"
 
 
+def upload_object_key(upload_id: str) -> str:
+    """Return where a direct upload lands; a checked one is copied to its job key."""
+    return f"uploads/{upload_id}/source"
+
+
+def upload_object_prefix(upload_id: str) -> str:
+    return f"uploads/{upload_id}/"
+
+
 def page_text_object_key(job_id: str, page: int) -> str:
     return f"jobs/{job_id}/pages/{page:05d}.txt"
 

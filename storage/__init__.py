@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from core.settings import Settings
 from storage.base import (
     AsyncObjectStorage,
+    ObjectChanged,
     ObjectNotFound,
     ObjectStorage,
     PresignedUpload,
@@ -16,6 +17,7 @@ from storage.base import (
 
 __all__ = [
     "AsyncObjectStorage",
+    "ObjectChanged",
     "ObjectNotFound",
     "ObjectStorage",
     "PresignNotSupported",

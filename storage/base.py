@@ -14,6 +14,17 @@ class StorageError(Exception):
     """The backend failed or refused the request (network, credentials, bucket)."""
 
 
+class ObjectChanged(Exception):
+    """The object was replaced after it was checked."""
+
+
+@dataclass(frozen=True)
+class ObjectStat:
+    size: int
+    # Changes whenever the object is replaced (the S3 ETag).
+    etag: str
+
+
 class PresignNotSupported(Exception):
     """The backend cannot hand out URLs for direct uploads (the local backend)."""
 
@@ -62,8 +73,15 @@ class AsyncObjectStorage(Protocol):
 
     async def delete_prefix(self, prefix: str) -> int: ...
 
-    async def size(self, key: str) -> int:
-        """Return the object's size in bytes; raise ObjectNotFound if it is missing."""
+    async def stat(self, key: str) -> ObjectStat:
+        """Return the object's size and version tag; raise ObjectNotFound if missing."""
+        ...
+
+    async def copy(self, source: str, destination: str, if_etag: str) -> None:
+        """Copy `source` to `destination` if its tag is still `if_etag`.
+
+        Raises ObjectChanged when the source was replaced since it was checked.
+        """
         ...
 
     async def read_head(self, key: str, length: int) -> bytes:

@@ -15,7 +15,9 @@ from pathlib import Path
 import anyio.to_thread
 
 from storage.base import (
+    ObjectChanged,
     ObjectNotFound,
+    ObjectStat,
     PresignedUpload,
     PresignNotSupported,
     StorageError,
@@ -171,14 +173,27 @@ class AsyncLocalStorage:
     async def delete_prefix(self, prefix: str) -> int:
         return await anyio.to_thread.run_sync(self.sync.delete_prefix, prefix)
 
-    async def size(self, key: str) -> int:
-        def stat() -> int:
-            try:
-                return self.sync.path_for(key).stat().st_size
-            except FileNotFoundError as error:
-                raise ObjectNotFound(key) from error
+    async def stat(self, key: str) -> ObjectStat:
+        return await anyio.to_thread.run_sync(self._stat, key)
 
-        return await anyio.to_thread.run_sync(stat)
+    def _stat(self, key: str) -> ObjectStat:
+        try:
+            info = self.sync.path_for(key).stat()
+        except FileNotFoundError as error:
+            raise ObjectNotFound(key) from error
+        return ObjectStat(size=info.st_size, etag=f"{info.st_mtime_ns}-{info.st_size}")
+
+    async def copy(self, source: str, destination: str, if_etag: str) -> None:
+        def copy_file() -> None:
+            if self._stat(source).etag != if_etag:
+                raise ObjectChanged(source)
+            target = self.sync.path_for(destination)
+            partial = self.sync._partial_path(target)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.sync.path_for(source), partial)
+            os.replace(partial, target)
+
+        await anyio.to_thread.run_sync(copy_file)
 
     async def read_head(self, key: str, length: int) -> bytes:
         def read() -> bytes:

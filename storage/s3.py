@@ -18,7 +18,13 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from core.settings import Settings
-from storage.base import ObjectNotFound, PresignedUpload, StorageError
+from storage.base import (
+    ObjectChanged,
+    ObjectNotFound,
+    ObjectStat,
+    PresignedUpload,
+    StorageError,
+)
 
 # S3 requires every part but the last to be at least 5 MiB; R2 also requires all parts
 # but the last to have the same size, which a fixed part size satisfies. 10,000 parts
@@ -248,12 +254,28 @@ class AsyncS3Storage:
         )
         return PresignedUpload(url=url, method="PUT", headers={})
 
-    async def size(self, key: str) -> int:
+    async def stat(self, key: str) -> ObjectStat:
         try:
             response = await self.client.head_object(Bucket=self.bucket, Key=key)
         except (BotoCoreError, ClientError) as error:
             raise _translate(error, "checking", key) from error
-        return int(response["ContentLength"])
+        return ObjectStat(size=int(response["ContentLength"]), etag=response["ETag"])
+
+    async def copy(self, source: str, destination: str, if_etag: str) -> None:
+        try:
+            await self.client.copy_object(
+                Bucket=self.bucket,
+                Key=destination,
+                CopySource={"Bucket": self.bucket, "Key": source},
+                CopySourceIfMatch=if_etag,
+            )
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if code in ("PreconditionFailed", "412"):
+                raise ObjectChanged(source) from error
+            raise _translate(error, "copying", source) from error
+        except BotoCoreError as error:
+            raise _translate(error, "copying", source) from error
 
     async def read_head(self, key: str, length: int) -> bytes:
         try:
@@ -281,12 +303,16 @@ class AsyncS3Storage:
             response = await self.client.get_object(Bucket=self.bucket, Key=key)
         except (BotoCoreError, ClientError) as error:
             raise _translate(error, "reading", key) from error
-        async with response["Body"] as body:
-            try:
-                while chunk := await body.read(STREAM_CHUNK_BYTES):
-                    yield chunk
-            except (BotoCoreError, ClientError, OSError) as error:
-                raise _translate(error, "reading", key) from error
+        # The body is read through aiobotocore's StreamingBody, whose read() takes a
+        # size; entering it as a context manager would give aiohttp's raw response.
+        body = response["Body"]
+        try:
+            while chunk := await body.read(STREAM_CHUNK_BYTES):
+                yield chunk
+        except (BotoCoreError, ClientError, OSError) as error:
+            raise _translate(error, "reading", key) from error
+        finally:
+            body.close()
 
     async def delete_prefix(self, prefix: str) -> int:
         deleted = 0
@@ -372,5 +398,13 @@ def job_lifecycle_rules(result_ttl_seconds: int) -> list[dict[str, Any]]:
             "Status": "Enabled",
             "Expiration": {"Days": days},
             "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
-        }
+        },
+        {
+            # Direct uploads are copied under jobs/ when they become a job; what is
+            # left here was never used, or was put again after its job was made.
+            "ID": "pindai-expire-uploads",
+            "Filter": {"Prefix": "uploads/"},
+            "Status": "Enabled",
+            "Expiration": {"Days": 1},
+        },
     ]

@@ -57,6 +57,7 @@ def test_missing_or_wrong_key(api: TestClient, headers: dict) -> None:
 
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unauthorized"
+    assert response.headers["www-authenticate"].startswith("Bearer")
     assert response.json()["error"]["request_id"] == response.headers["x-request-id"]
 
 

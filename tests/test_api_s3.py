@@ -141,6 +141,25 @@ def test_presigned_upload_becomes_job(
     again = s3_api.post("/api/v1/ocr/jobs", json={"upload_id": upload["upload_id"]})
     assert again.status_code == 404
     assert again.json()["error"]["code"] == "upload_not_found"
+    assert bucket_state(s3_settings) == ([f"jobs/{job_id}/source"], [])
+
+
+def test_upload_replaced_after_check(s3_api: TestClient, s3_settings: Settings) -> None:
+    upload = ticket(s3_api)
+    httpx.put(upload["url"], content=PNG)
+    job_id = s3_api.post(
+        "/api/v1/ocr/jobs", json={"upload_id": upload["upload_id"]}
+    ).json()["job_id"]
+
+    # The presigned URL is still valid: a second PUT must not reach the job's source.
+    swapped = httpx.put(upload["url"], content=b"%PDF-" + b"x" * 50_000)
+
+    assert swapped.status_code == 200
+    client = s3_client(s3_settings.S3_ENDPOINT_URL)
+    source = client.get_object(
+        Bucket=s3_settings.S3_BUCKET, Key=f"jobs/{job_id}/source"
+    )
+    assert source["Body"].read() == PNG
 
 
 def test_job_before_upload_keeps_id(s3_api: TestClient) -> None:
@@ -218,7 +237,7 @@ def test_public_endpoint_signs_urls(
     with TestClient(create_app(settings)) as client:
         upload = ticket(client)
 
-    assert upload["url"].startswith(f"https://files.example.test/{s3_bucket}/jobs/")
+    assert upload["url"].startswith(f"https://files.example.test/{s3_bucket}/uploads/")
     assert "X-Amz-Signature=" in upload["url"]
 
 
@@ -247,6 +266,23 @@ def test_lifecycle_rule_merged(s3_settings: Settings) -> None:
 
     rules = client.get_bucket_lifecycle_configuration(Bucket=s3_settings.S3_BUCKET)
     by_id = {rule["ID"]: rule for rule in rules["Rules"]}
-    assert set(by_id) == {"keep-me", "pindai-expire-jobs"}
+    assert set(by_id) == {"keep-me", "pindai-expire-jobs", "pindai-expire-uploads"}
+    assert by_id["pindai-expire-uploads"]["Filter"]["Prefix"] == "uploads/"
     assert by_id["pindai-expire-jobs"]["Expiration"]["Days"] == 2
     assert by_id["pindai-expire-jobs"]["Filter"]["Prefix"] == "jobs/"
+
+
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("/api/v1/ocr/uploads", {"bogus": 1}),
+        ("/api/v1/ocr/jobs", {"upload_id": "0" * 32, "x": 1}),
+    ],
+)
+def test_unknown_json_fields_rejected(
+    s3_api: TestClient, route: str, body: dict
+) -> None:
+    response = s3_api.post(route, json=body)
+
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_request"

@@ -50,6 +50,9 @@ def test_image_finishes(stack: Stack, case: str, expected: str) -> None:
     assert page["text"] == expected
     assert page["error"] is None
     assert page["duration_ms"] >= 0
+    streamed = httpx.get(f"{stack.base_url}{body['text_url']}")
+    assert streamed.status_code == 200
+    assert streamed.text == expected
     assert body["page_count"] == 1
     assert body["pages_done"] == 1
     assert body["partial"] is False
@@ -208,6 +211,17 @@ def test_cancel_running_job(local_stack: Stack, tmp_path: Path) -> None:
     assert body["status"] == "failed"
     assert body["pages_done"] < 12
     assert stored_keys(local_stack, job_id) == []
+
+    states = {page["state"] for page in body["pages"]}
+    assert "pending" not in states
+    for page in body["pages"]:
+        assert page["text"] is None
+        assert page["state"] == "done" or page["error"]["code"] == "cancelled"
+    one = httpx.get(f"{local_stack.base_url}/api/v1/ocr/result/{job_id}/pages/1")
+    assert one.status_code == 200
+    text = httpx.get(f"{local_stack.base_url}{body['text_url']}")
+    assert text.status_code == 200
+    assert text.text == ""
 
     deleted = httpx.delete(f"{local_stack.base_url}/api/v1/ocr/jobs/{job_id}")
     assert deleted.status_code == 204

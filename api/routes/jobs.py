@@ -60,5 +60,9 @@ async def delete_job(
     if not running:
         return Response(status_code=204)
     record = await load_record(services, job_id, caller)
-    result = await build_result(record, [], services.storage)
+    try:
+        outcomes = await services.reader.get_pages(job_id)
+    except RedisError as error:
+        raise QueueUnavailable() from error
+    result = await build_result(record, outcomes, services.storage)
     return JSONResponse(result.model_dump(mode="json"))

@@ -228,7 +228,8 @@ async def read_page(
     except RedisError as error:
         raise QueueUnavailable() from error
     text = None
-    if outcome is not None and outcome.ok:
+    # A failed job's texts are not served: a cancelled job's are deleted.
+    if outcome is not None and outcome.ok and record.status != JobStatus.FAILED:
         text = (await read_page_texts(services.storage, job_id, [page]))[page]
     return page_result(page, outcome, text)
 
@@ -246,11 +247,14 @@ async def read_text(
 ) -> StreamingResponse:
     """Stream the whole text as text/plain: pages joined by a blank line.
 
-    While the job runs, this is the text of the pages done so far, in page order.
+    While the job runs, this is the text of the pages done so far, in page order. A
+    failed job has no text to serve, so the body is empty.
     """
     record = await load_record(services, job_id, caller)
     if record.status == JobStatus.FINISHED:
         chunks = _stream_object(services, text_object_key(job_id))
+    elif record.status == JobStatus.FAILED:
+        chunks = _stream_pages(services, job_id, [])
     else:
         outcomes = await services.reader.get_pages(job_id)
         done = [outcome.page for outcome in outcomes if outcome.ok]

@@ -1,8 +1,8 @@
 """Direct uploads: a presigned URL into the bucket, then a job from the stored object.
 
 A client holding a large file PUTs it straight to the bucket, so the bytes never pass
-through the API. The upload id is also the future job's id, and the object's key is
-that job's source key, so a job made from it needs no copy.
+through the API. The upload id is also the future job's id. Once checked, the object
+is copied inside the bucket to the job's source key, which no presigned URL names.
 """
 
 import json
@@ -12,19 +12,21 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
 from loguru import logger
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 
 from api.auth import CallerDep
 from api.errors import error_responses
 from api.routes.ocr import ServicesDep
 from api.schemas import SubmitResponse
-from api.submission import accept_job, delete_objects_quietly
+from api.services import Services
+from api.submission import accept_job
 from core.errors import (
     EmptyFile,
     ErrorCode,
     FileTooLarge,
     NotSupported,
+    PindaiError,
     QueueUnavailable,
     StorageUnavailable,
     UnsupportedMediaType,
@@ -36,15 +38,19 @@ from core.jobs import (
     format_timestamp,
     source_object_key,
     upload_key,
+    upload_object_key,
+    upload_object_prefix,
     utc_now,
 )
-from storage import ObjectNotFound, PresignNotSupported, StorageError
+from storage import ObjectChanged, ObjectNotFound, PresignNotSupported, StorageError
 
 uploads_router = APIRouter(prefix="/api/v1/ocr/uploads", tags=["uploads"])
 jobs_router = APIRouter(prefix="/api/v1/ocr/jobs", tags=["jobs"])
 
 
 class UploadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     filename: str | None = Field(
         default=None, max_length=1024, description="Kept as metadata only."
     )
@@ -62,6 +68,8 @@ class UploadTicket(BaseModel):
 
 
 class JobFromUpload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     upload_id: str = Field(min_length=1, max_length=64)
 
 
@@ -94,7 +102,7 @@ async def create_upload(
     upload_id = new_job_id()
     try:
         ticket = services.storage.presign_put(
-            source_object_key(upload_id), settings.UPLOAD_URL_TTL_SECONDS
+            upload_object_key(upload_id), settings.UPLOAD_URL_TTL_SECONDS
         )
     except PresignNotSupported as error:
         raise NotSupported(
@@ -159,9 +167,10 @@ async def create_job_from_upload(
         raise UploadNotFound()
     await services.limits.check_active_jobs(caller)
 
-    object_key = source_object_key(upload_id)
+    object_key = upload_object_key(upload_id)
     try:
-        size = await services.storage.size(object_key)
+        checked = await services.storage.stat(object_key)
+        size = checked.size
         # A ranged GET of an empty object fails (416), and there is nothing to read.
         head = (
             await services.storage.read_head(object_key, SNIFF_BYTES) if size else b""
@@ -192,8 +201,10 @@ async def create_job_from_upload(
         raise QueueUnavailable() from error
     if not consumed:
         raise UploadNotFound()
+    if problem is None:
+        problem = await _take_checked_object(services, upload_id, checked.etag)
+    await _delete_upload_quietly(services, upload_id)
     if problem is not None:
-        await delete_objects_quietly(services, upload_id)
         raise problem
 
     # The API never reads a direct upload whole, so the worker that downloads it
@@ -208,3 +219,34 @@ async def create_job_from_upload(
         request_id=request.state.request_id,
         owner=caller.name,
     )
+
+
+async def _take_checked_object(
+    services: Services, upload_id: str, etag: str
+) -> PindaiError | None:
+    """Copy the checked upload to the job's source key, which no client can write.
+
+    The presigned URL stays valid until it expires, so the client could replace the
+    uploaded object after it was checked; the copy is made only if the object is
+    still the one checked (same ETag), and the worker reads only the copy.
+    """
+    try:
+        await services.storage.copy(
+            upload_object_key(upload_id), source_object_key(upload_id), if_etag=etag
+        )
+    except ObjectChanged:
+        return UploadNotFound(
+            "The upload was replaced while it was checked; request a new upload URL."
+        )
+    except StorageError as error:
+        raise StorageUnavailable() from error
+    return None
+
+
+async def _delete_upload_quietly(services: Services, upload_id: str) -> None:
+    try:
+        await services.storage.delete_prefix(upload_object_prefix(upload_id))
+    except StorageError as error:
+        logger.warning(
+            "deleting a direct upload failed", upload_id=upload_id, error=str(error)
+        )
