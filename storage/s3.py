@@ -31,7 +31,7 @@ from storage.base import (
 # of 5 MiB allow objects up to about 48 GiB.
 MULTIPART_PART_BYTES = 5 * 1024 * 1024
 # Parts of one upload sent while the next one is received. Each costs a part's size
-# of memory (and more in copies inside aiobotocore); with one, a 500 MB upload grew
+# of memory, and more in copies inside aiobotocore. With one, a 500 MB upload grew
 # the API's RSS by about 31 MiB in bench/upload.py.
 PARTS_IN_FLIGHT = 1
 
@@ -400,7 +400,7 @@ def job_lifecycle_rules(result_ttl_seconds: int) -> list[dict[str, Any]]:
             "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
         },
         {
-            # Direct uploads are copied under jobs/ when they become a job; what is
+            # Direct uploads are copied under jobs/ when they become a job. What is
             # left here was never used, or was put again after its job was made.
             "ID": "pindai-expire-uploads",
             "Filter": {"Prefix": "uploads/"},

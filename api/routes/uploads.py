@@ -227,7 +227,7 @@ async def _take_checked_object(
     """Copy the checked upload to the job's source key, which no client can write.
 
     The presigned URL stays valid until it expires, so the client could replace the
-    uploaded object after it was checked; the copy is made only if the object is
+    uploaded object after it was checked. The copy is made only if the object is
     still the one checked (same ETag), and the worker reads only the copy.
     """
     try:
