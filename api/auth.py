@@ -16,10 +16,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from loguru import logger
-from redis.exceptions import RedisError
 
 from api.services import Services, get_services
-from core.errors import QueueUnavailable, Unauthorized
+from core.errors import Unauthorized
 
 
 @dataclass(frozen=True)
@@ -69,10 +68,7 @@ async def authorize(
         host = request.client.host if request.client else "unknown"
         caller = Caller(name=f"ip:{host}", authenticated=False)
     request.state.caller = caller.name
-    try:
-        await services.limits.count_request(caller)
-    except RedisError as error:
-        raise QueueUnavailable() from error
+    await services.limits.count_request(caller)
     return caller
 
 

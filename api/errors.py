@@ -7,9 +7,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from loguru import logger
 from pydantic import BaseModel
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.errors import ERROR_SPECS, ErrorCode, PindaiError
+from core.errors import (
+    ERROR_SPECS,
+    ErrorCode,
+    PindaiError,
+    QueueUnavailable,
+    StorageUnavailable,
+)
+from storage import StorageError
 
 # Seconds a client should wait before retrying a 503 or polling a running job again.
 RETRY_AFTER_SECONDS = 2
@@ -91,7 +99,32 @@ async def _handle_validation_error(
     return error_response(ErrorCode.INVALID_REQUEST, message, request_id_of(request))
 
 
+async def _handle_redis_error(request: Request, error: RedisError) -> JSONResponse:
+    logger.warning("Redis call failed", error=str(error))
+    return error_response(
+        ErrorCode.QUEUE_UNAVAILABLE,
+        QueueUnavailable.default_message,
+        request_id_of(request),
+    )
+
+
+async def _handle_storage_error(request: Request, error: StorageError) -> JSONResponse:
+    logger.warning("object storage call failed", error=str(error))
+    return error_response(
+        ErrorCode.STORAGE_UNAVAILABLE,
+        StorageUnavailable.default_message,
+        request_id_of(request),
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    """Install the one place where exceptions become error responses.
+
+    Routes let Redis and storage failures propagate; they become 503
+    `queue_unavailable` or `storage_unavailable` here.
+    """
     app.add_exception_handler(PindaiError, _handle_pindai_error)
+    app.add_exception_handler(RedisError, _handle_redis_error)
+    app.add_exception_handler(StorageError, _handle_storage_error)
     app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
     app.add_exception_handler(RequestValidationError, _handle_validation_error)

@@ -3,9 +3,9 @@
 import asyncio
 
 from api.schemas import JobError, JobResult, PageResult
-from core.errors import ErrorCode, JobNotFound, StorageUnavailable
+from core.errors import ErrorCode, JobNotFound
 from core.jobs import JobRecord, JobStatus, PageOutcome, PageState, page_text_object_key
-from storage import AsyncObjectStorage, ObjectNotFound, StorageError
+from storage import AsyncObjectStorage, ObjectNotFound
 
 # Above this many characters of page text, the result body carries no text and
 # points to the text endpoint instead, so a 300-page result stays a small JSON body.
@@ -95,5 +95,3 @@ async def read_page_texts(
     except ObjectNotFound as error:
         # Text objects removed with their job (deleted or cancelled meanwhile).
         raise JobNotFound() from error
-    except StorageError as error:
-        raise StorageUnavailable() from error

@@ -117,5 +117,5 @@ async def delete_objects_quietly(services: Services, job_id: str) -> None:
         await services.storage.delete_prefix(job_object_prefix(job_id))
     except StorageError as error:
         logger.warning(
-            "deleting objects of a refused job failed", job_id=job_id, error=str(error)
+            "deleting objects of a rejected job failed", job_id=job_id, error=str(error)
         )

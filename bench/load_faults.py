@@ -1,7 +1,7 @@
 """Load with faults: 50 clients submitting for 60 s while a worker is killed every 10 s.
 
 One of the two workers has every process killed with SIGKILL every 10 seconds and is
-started again at once. After the load, every accepted job must end; the script
+started again at once. After the load, every accepted job must end. The script
 reports the submit error rate, how many jobs finished or failed, and how many were
 lost (still queued or started when the queue is drained). Merges its figures into
 docs/benchmarks.json.

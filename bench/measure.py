@@ -14,8 +14,8 @@ CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 GROUND_TRUTH = CORPUS / "gt"
 
 # Ground truth of the pages of scan_12p.pdf that have one (see the corpus's SOURCES.md).
-# Pages 3-8 are one brochure page at four rotations; its reference is an older OCR
-# output, so it is used only to compare methods with each other.
+# Pages 3-8 are one brochure page at four rotations. Its reference is an older OCR
+# output, so it serves only to compare methods with each other.
 SCAN_12P_TRUTH = {
     3: "linn.ref.txt",
     4: "linn.ref.txt",

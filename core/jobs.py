@@ -47,7 +47,7 @@ def active_jobs_key(caller: str) -> str:
 
 
 def upload_key(upload_id: str) -> str:
-    """A presigned upload not yet turned into a job; its id becomes the job's id."""
+    """Return the Redis key of a direct upload; its id becomes the job's id."""
     return f"pindai:upload:{upload_id}"
 
 
@@ -74,7 +74,7 @@ def page_text_object_key(job_id: str, page: int) -> str:
 
 
 def text_object_key(job_id: str) -> str:
-    """The whole document's text, assembled when the job finishes."""
+    """Return the key of the whole document's text, assembled when the job finishes."""
     return f"jobs/{job_id}/text.txt"
 
 

@@ -1,7 +1,7 @@
 """Enqueueing of OCR work on RQ: queues, job functions, time limits and TTLs.
 
 Two queues carry the work. `default` contains whole-document steps: the probe of a PDF
-and the OCR of a single image. `pages` holds one item per PDF page. Workers listen
+and the OCR of a single image. `pages` contains one item per PDF page. Workers listen
 to `default` first, so a small job submitted behind a long document starts as soon as
 any worker finishes its current page, instead of after the whole document.
 

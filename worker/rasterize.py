@@ -27,7 +27,7 @@ ALLOCATION_FAILURE_PIXELS = 100_000_000
 MIN_NATIVE_DPI = 150
 MAX_NATIVE_DPI = 400
 # A page's resolution follows its largest image only when that image covers at least
-# this share of the page; otherwise the page is mostly vector text or blank.
+# this share of the page. Otherwise the page is mostly vector text or blank.
 MIN_IMAGE_COVERAGE = 0.5
 
 # pdfinfo prints sizes with printf's %g, so a huge page reads "1e+06 x 60 pts".

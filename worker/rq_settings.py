@@ -10,5 +10,6 @@ from core.settings import get_settings
 _settings = get_settings()
 configure_logging(_settings.LOG_LEVEL, _settings.LOG_JSON)
 
-# Documents first, so a small job never waits behind every page of a long one.
+# Documents first: a small job waits only for pages already running, not for every
+# page of a long document queued before it.
 QUEUES = ["default", "pages"]

@@ -4,16 +4,14 @@ import anyio.to_thread
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from loguru import logger
-from redis.exceptions import RedisError
 
 from api.auth import CallerDep
 from api.errors import error_responses
 from api.results import build_result
 from api.routes.ocr import JobIdPath, ServicesDep, load_record
 from api.schemas import JobResult
-from core.errors import ErrorCode, QueueUnavailable, StorageUnavailable
+from core.errors import ErrorCode
 from core.jobs import TERMINAL_STATUSES, job_object_prefix
-from storage import StorageError
 
 router = APIRouter(prefix="/api/v1/ocr/jobs", tags=["jobs"])
 
@@ -40,17 +38,11 @@ async def delete_job(
     """
     record = await load_record(services, job_id, caller)
     running = record.status not in TERMINAL_STATUSES
-    try:
-        if running:
-            await anyio.to_thread.run_sync(services.store.cancel, job_id)
-        else:
-            await anyio.to_thread.run_sync(services.store.delete, job_id)
-    except RedisError as error:
-        raise QueueUnavailable() from error
-    try:
-        deleted = await services.storage.delete_prefix(job_object_prefix(job_id))
-    except StorageError as error:
-        raise StorageUnavailable() from error
+    if running:
+        await anyio.to_thread.run_sync(services.store.cancel, job_id)
+    else:
+        await anyio.to_thread.run_sync(services.store.delete, job_id)
+    deleted = await services.storage.delete_prefix(job_object_prefix(job_id))
 
     logger.info(
         "job deleted" if not running else "job cancelled",
@@ -60,9 +52,6 @@ async def delete_job(
     if not running:
         return Response(status_code=204)
     record = await load_record(services, job_id, caller)
-    try:
-        outcomes = await services.reader.get_pages(job_id)
-    except RedisError as error:
-        raise QueueUnavailable() from error
+    outcomes = await services.reader.get_pages(job_id)
     result = await build_result(record, outcomes, services.storage)
     return JSONResponse(result.model_dump(mode="json"))

@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from loguru import logger
-from redis.exceptions import RedisError
 
 from api.auth import Caller, CallerDep
 from api.errors import RETRY_AFTER_SECONDS, error_responses
@@ -25,7 +24,6 @@ from core.errors import (
     ErrorCode,
     JobNotFound,
     PageNotFound,
-    QueueUnavailable,
     StorageUnavailable,
 )
 from core.ids import is_job_id, new_job_id
@@ -120,15 +118,12 @@ async def submit_document(
 async def load_record(services: Services, job_id: str, caller: Caller) -> JobRecord:
     """Return the caller's job, or raise JobNotFound.
 
-    Unknown, malformed and other callers' ids all get the same answer, so that no
+    Unknown, malformed and other callers' ids all get the same response, so that no
     caller learns whether someone else's job exists.
     """
     if not is_job_id(job_id):
         raise JobNotFound()
-    try:
-        record = await services.reader.get(job_id)
-    except RedisError as error:
-        raise QueueUnavailable() from error
+    record = await services.reader.get(job_id)
     if record is None:
         raise JobNotFound()
     if caller.authenticated and record.owner != caller.name:
@@ -175,22 +170,16 @@ async def read_result(
         Query(
             ge=0,
             le=MAX_WAIT_SECONDS,
-            description="Seconds to wait for the job to end before answering.",
+            description="Seconds to wait for the job to end before responding.",
         ),
     ] = 0,
 ) -> JSONResponse:
     """Return a job's status, every page's state, and its text once finished."""
     record = await load_record(services, job_id, caller)
     if wait > 0 and record.status not in TERMINAL_STATUSES:
-        try:
-            await wait_for_end(services, job_id, wait)
-        except RedisError as error:
-            raise QueueUnavailable() from error
+        await wait_for_end(services, job_id, wait)
         record = await load_record(services, job_id, caller)
-    try:
-        outcomes = await services.reader.get_pages(job_id)
-    except RedisError as error:
-        raise QueueUnavailable() from error
+    outcomes = await services.reader.get_pages(job_id)
 
     result = await build_result(record, outcomes, services.storage)
     headers = {}
@@ -223,10 +212,7 @@ async def read_page(
         raise PageNotFound(
             f"The job has {page_count} page(s); there is no page {page}."
         )
-    try:
-        outcome = await services.reader.get_page(job_id, page)
-    except RedisError as error:
-        raise QueueUnavailable() from error
+    outcome = await services.reader.get_page(job_id, page)
     text = None
     # A failed job's texts are not served: a cancelled job's are deleted.
     if outcome is not None and outcome.ok and record.status != JobStatus.FAILED:

@@ -13,7 +13,6 @@ from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
 from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field
-from redis.exceptions import RedisError
 
 from api.auth import CallerDep
 from api.errors import error_responses
@@ -27,8 +26,6 @@ from core.errors import (
     FileTooLarge,
     NotSupported,
     PindaiError,
-    QueueUnavailable,
-    StorageUnavailable,
     UnsupportedMediaType,
     UploadNotFound,
 )
@@ -113,16 +110,13 @@ async def create_upload(
 
     expires_at = utc_now() + timedelta(seconds=settings.UPLOAD_URL_TTL_SECONDS)
     metadata = {"filename": sanitize_filename(details.filename), "owner": caller.name}
-    try:
-        # The id stays usable a little longer than the URL, so that an upload that
-        # started just before the URL expired can still become a job.
-        await services.async_redis.set(
-            upload_key(upload_id),
-            json.dumps(metadata),
-            ex=2 * settings.UPLOAD_URL_TTL_SECONDS,
-        )
-    except RedisError as error:
-        raise QueueUnavailable() from error
+    # The id stays usable a little longer than the URL, so that an upload that
+    # started just before the URL expired can still become a job.
+    await services.async_redis.set(
+        upload_key(upload_id),
+        json.dumps(metadata),
+        ex=2 * settings.UPLOAD_URL_TTL_SECONDS,
+    )
     logger.info("upload url issued", upload_id=upload_id)
     body = UploadTicket(
         upload_id=upload_id,
@@ -156,10 +150,7 @@ async def create_job_from_upload(
     upload_id = body.upload_id
     if not is_job_id(upload_id):
         raise UploadNotFound()
-    try:
-        raw = await services.async_redis.get(upload_key(upload_id))
-    except RedisError as error:
-        raise QueueUnavailable() from error
+    raw = await services.async_redis.get(upload_key(upload_id))
     if raw is None:
         raise UploadNotFound()
     metadata = json.loads(raw)
@@ -179,8 +170,6 @@ async def create_job_from_upload(
         raise UploadNotFound(
             "Nothing was uploaded for this id yet; PUT the file to its URL first."
         ) from error
-    except StorageError as error:
-        raise StorageUnavailable() from error
 
     file_type = sniff_file_type(head)
     problem = None
@@ -195,10 +184,7 @@ async def create_job_from_upload(
             "The file is not a PNG, JPEG or PDF (judged by its first bytes)."
         )
     # Consume the id before anything else, so two concurrent calls make one job.
-    try:
-        consumed = await services.async_redis.delete(upload_key(upload_id))
-    except RedisError as error:
-        raise QueueUnavailable() from error
+    consumed = await services.async_redis.delete(upload_key(upload_id))
     if not consumed:
         raise UploadNotFound()
     if problem is None:
@@ -238,8 +224,6 @@ async def _take_checked_object(
         return UploadNotFound(
             "The upload was replaced while it was checked; request a new upload URL."
         )
-    except StorageError as error:
-        raise StorageUnavailable() from error
     return None
 
 
