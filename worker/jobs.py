@@ -49,6 +49,7 @@ from worker.images import prepare_image
 from worker.leases import hold_lease
 from worker.pages import ocr_pdf_page, ocr_prepared_image
 from worker.rasterize import PdfInfo, choose_dpi, read_image_resolutions, read_pdf_info
+from worker.recovery import recover_stage
 from worker.retry import retry_transient
 from worker.source_cache import cached_source, drop_cached_source
 from worker.workdir import job_directory
@@ -98,11 +99,14 @@ def record_rq_failure(
     """Record the failure of a stage that RQ, not pindai, ended.
 
     The stages record their own errors before raising, so this matters for RQ's own
-    time limit. Jobs that RQ finds abandoned are left to the lease monitor, which
-    has already run them again or failed them with `worker_lost`.
+    time limit, and for stages that RQ finds abandoned by a dead worker: those run
+    again, or fail with `worker_lost` past MAX_ATTEMPTS.
     """
     if exc_type is not None and issubclass(exc_type, AbandonedJobError):
-        logger.info("RQ found an abandoned stage; leases handle it", rq_job_id=job.id)
+        # Usually the lease monitor has already run the stage again; this covers a
+        # worker killed before it took the stage's lease.
+        logger.warning("RQ found an abandoned stage; recovering it", rq_job_id=job.id)
+        recover_stage(connection, get_settings(), job.id)
         return
     if exc_type is not None and issubclass(exc_type, JobTimeoutException):
         error: PindaiError = OcrTimeout("The work ran past its time limit.")

@@ -13,7 +13,9 @@ from loguru import logger
 from redis import Redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
+from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.timeouts import TimerDeathPenalty
 
 from core.errors import DeadlineExceeded, WorkerLost
 from core.jobs import (
@@ -24,7 +26,7 @@ from core.jobs import (
     upload_key,
 )
 from core.jobstore import JobStore
-from core.queueing import enqueue_stages, stage_of
+from core.queueing import DOCUMENT_QUEUE, PAGE_QUEUE, enqueue_stages, stage_of
 from core.settings import Settings
 from storage import create_storage
 from worker.document import DocumentWriter
@@ -58,6 +60,10 @@ def recover_stage(connection: Redis, settings: Settings, rq_job_id: str) -> None
     with logger.contextualize(job_id=stage.job_id, rq_job_id=rq_job_id):
         if stage.attempt < settings.MAX_ATTEMPTS:
             retry = replace(stage, attempt=stage.attempt + 1)
+            # Both the lease monitor and RQ's abandoned-job clean-up may report the
+            # same lost stage; the first enqueues the retry, the others see it.
+            if Job.exists(retry.rq_job_id, connection=connection):
+                return
             enqueue_stages(connection, settings, [retry], at_front=True)
             logger.warning(
                 "stage of a lost worker enqueued again",
@@ -126,6 +132,25 @@ def sweep_orphaned_objects(connection: Redis, settings: Settings) -> int:
     return removed
 
 
+def clean_started_registries(connection: Redis) -> None:
+    """Let RQ fail the started jobs whose worker stopped sending heartbeats.
+
+    A worker killed between taking a stage off the queue and taking its lease leaves
+    no lease to expire. RQ finds such a job once its execution heartbeat lapses (its
+    job monitoring interval plus 60 s) and calls the failure callback, which
+    recovers the stage. RQ itself runs this clean-up only every ten minutes.
+    """
+    for name in (DOCUMENT_QUEUE, PAGE_QUEUE):
+        # This runs in a thread, where RQ's default signal-based time limit on the
+        # failure callback cannot be set; a timer-based one can.
+        StartedJobRegistry(
+            name,
+            connection=connection,
+            serializer=JSONSerializer,
+            death_penalty_class=TimerDeathPenalty,
+        ).cleanup()
+
+
 def run_monitor_pass(
     connection: Redis, settings: Settings, *, sweep_storage: bool = False
 ) -> None:
@@ -136,6 +161,7 @@ def run_monitor_pass(
     """
     for rq_job_id in claim_expired_leases(connection):
         recover_stage(connection, settings, rq_job_id)
+    clean_started_registries(connection)
     enforce_deadlines(connection, settings)
     store = JobStore(connection, settings.RESULT_TTL_SECONDS)
 

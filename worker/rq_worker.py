@@ -89,13 +89,14 @@ class OcrWorker(Worker):
 
     def handle_work_horse_killed(self, job: Job, retpid, ret_val, rusage) -> None:
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
-        if release_lease(self.connection, job.id):
-            logger.warning(
-                "work horse died; recovering its stage",
-                rq_job_id=job.id,
-                exit_status=ret_val,
-            )
-            recover_stage(self.connection, get_settings(), job.id)
+        release_lease(self.connection, job.id)
+        # Recovered even without a lease: the horse may have died before taking it.
+        logger.warning(
+            "work horse died; recovering its stage",
+            rq_job_id=job.id,
+            exit_status=ret_val,
+        )
+        recover_stage(self.connection, get_settings(), job.id)
 
     def teardown(self) -> None:
         stop = getattr(self, "_monitor_stop", None)
