@@ -1,0 +1,1 @@
+"""The `pindai` command-line client of the OCR API."""
