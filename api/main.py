@@ -8,7 +8,7 @@ from loguru import logger
 
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
-from api.routes import health, jobs, ocr, uploads
+from api.routes import health, jobs, metrics, ocr, uploads, usage
 from api.services import open_services, prepare_storage
 from core.logs import configure_logging
 from core.settings import Settings, get_settings
@@ -27,6 +27,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "API_KEYS is empty: every /api/v1/ocr route is open to anyone who "
                     "can reach this server. Set API_KEYS before exposing it "
                     "(python -m api.keys NAME makes a key)."
+                )
+            token = settings.METRICS_TOKEN
+            if services.api_keys and (token is None or not token.get_secret_value()):
+                logger.warning(
+                    "METRICS_TOKEN is empty: /metrics, which names every API key, is "
+                    "open to anyone who can reach this server."
                 )
             logger.info(
                 "api started",
@@ -52,6 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(uploads.uploads_router)
     app.include_router(uploads.jobs_router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
+    app.include_router(usage.router)
     return app
 
 

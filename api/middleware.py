@@ -1,4 +1,4 @@
-"""Request ids, request logging, and the last-resort 500 in the common error shape."""
+"""Request ids, logs and metrics for every request, and the last-resort 500."""
 
 import time
 
@@ -6,6 +6,7 @@ from loguru import logger
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
+from api.metrics import UNMATCHED_ROUTE, observe_request
 from core.errors import ErrorCode
 from core.ids import is_request_id, new_request_id
 
@@ -62,14 +63,22 @@ class RequestContextMiddleware:
                         request_id,
                     )
                     await response(scope, receive, send_with_id)
-            duration_ms = round((time.perf_counter() - started) * 1000, 1)
+            seconds = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", UNMATCHED_ROUTE)
+            observe_request(scope["method"], route, status_code, seconds)
+            # The job a request created (set by the submit routes) or named in its
+            # path, so that this line joins the job's worker lines.
+            job_id = scope["state"].get("job_id") or scope.get("path_params", {}).get(
+                "job_id"
+            )
             logger.info(
                 "request finished",
                 method=scope["method"],
                 path=scope["path"],
                 status=status_code,
-                duration_ms=duration_ms,
+                duration_ms=round(seconds * 1000, 1),
                 caller=scope["state"].get("caller"),
+                **({"job_id": job_id} if job_id else {}),
             )
 
 

@@ -77,10 +77,84 @@ class JobResult(BaseModel):
         return cls(**fields)
 
 
+class JobSummary(BaseModel):
+    job_id: str
+    status: JobStatus
+    file_type: str
+    filename: str | None
+    size_bytes: int
+    page_count: int | None
+    pages_done: int
+    partial: bool
+    created_at: str
+    finished_at: str | None
+    error: JobError | None = None
+    tag: str | None = None
+    result_url: str
+
+    @classmethod
+    def from_record(cls, record: JobRecord, result_url: str) -> "JobSummary":
+        fields = {
+            name: value
+            for name, value in asdict(record).items()
+            if name in cls.model_fields
+        }
+        if record.status == JobStatus.FAILED:
+            fields["error"] = JobError(
+                code=record.error_code or ErrorCode.INTERNAL_ERROR,
+                message=record.error_message or "",
+            )
+        return cls(**fields, result_url=result_url)
+
+
+class JobList(BaseModel):
+    jobs: list[JobSummary] = Field(description="Newest first.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null when none is left."
+    )
+
+
+class DeliveryAttempt(BaseModel):
+    attempt: int
+    attempted_at: str
+    outcome: str = Field(description="delivered, failed or rejected.")
+    status_code: int | None = Field(description="The receiver's HTTP status.")
+    error: str | None
+    duration_ms: int
+    next_attempt_at: str | None = Field(description="When a failed attempt is retried.")
+
+
+class Deliveries(BaseModel):
+    job_id: str
+    callback_url: str | None
+    state: str = Field(
+        description="none (no callback_url), pending (not attempted yet), retrying, "
+        "delivered, failed (every attempt failed) or rejected (address refused)."
+    )
+    attempts: list[DeliveryAttempt] = Field(description="Oldest first.")
+
+
+class UsageCounts(BaseModel):
+    jobs: int = Field(description="Jobs accepted.")
+    pages: int = Field(description="Page outcomes recorded, failed ones included.")
+    pages_failed: int
+    bytes: int = Field(description="Bytes of accepted documents.")
+
+
+class DayUsage(UsageCounts):
+    date: str = Field(description="UTC day, YYYY-MM-DD.")
+
+
+class Usage(BaseModel):
+    caller: str = Field(description="The API key name (ip:<address> when open).")
+    days: list[DayUsage] = Field(description="Newest first, days without use too.")
+    total: UsageCounts = Field(description="Sums over `days`.")
+
+
 class HealthStatus(BaseModel):
     status: str
 
 
 class Readiness(HealthStatus):
-    workers: int = Field(description="RQ workers registered with a live heartbeat.")
+    workers: int = Field(description="Workers whose heartbeat is at most 30 s old.")
     queues: dict[str, int] = Field(description="Stages waiting, by queue.")

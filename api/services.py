@@ -44,7 +44,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
                 redis=redis,
                 async_redis=async_redis,
                 storage=storage,
-                store=JobStore(redis, settings.RESULT_TTL_SECONDS),
+                store=JobStore(redis, settings),
                 reader=AsyncJobReader(async_redis),
                 api_keys=parse_api_keys(settings.API_KEYS),
                 limits=Limits(settings, async_redis),

@@ -1,10 +1,13 @@
 """Creating a job once its document is in storage, shared by both upload paths."""
 
 import anyio.to_thread
+from fastapi import Request
 from fastapi.responses import JSONResponse
 from loguru import logger
 from redis.exceptions import RedisError
 
+from api.idempotency import REPLAYED_HEADER, claim_or_replay, released_on_error
+from api.options import JobOptions
 from api.schemas import SubmitResponse
 from api.services import Services
 from core.errors import QueueUnavailable
@@ -14,9 +17,11 @@ from core.jobs import (
     JobStatus,
     format_timestamp,
     job_object_prefix,
+    result_path,
     source_object_key,
     utc_now,
 )
+from core.metrics import JOBS_SUBMITTED, UPLOAD_BYTES
 from core.queueing import (
     IMAGE_FUNCTION,
     PROBE_FUNCTION,
@@ -25,40 +30,107 @@ from core.queueing import (
     page_timeout_seconds,
     probe_timeout_seconds,
 )
+from core.usage import count_usage
 from storage import StorageError
 
 
 def result_url(job_id: str) -> str:
-    return f"/api/v1/ocr/result/{job_id}"
+    return result_path(job_id)
 
 
-async def accept_job(
+def new_job_record(
     services: Services,
+    request: Request,
     *,
     job_id: str,
     file_type: FileType,
     filename: str | None,
     sha256: str,
     size_bytes: int,
-    request_id: str,
     owner: str,
-) -> JSONResponse:
-    """Create the job for a stored source document and return the 202 response."""
-    record = JobRecord(
+    options: JobOptions,
+) -> JobRecord:
+    """Return the record of a job about to be created from a stored document."""
+    request.state.job_id = job_id
+    return JobRecord(
         job_id=job_id,
         status=JobStatus.QUEUED,
         file_type=file_type,
         filename=filename,
         sha256=sha256,
         size_bytes=size_bytes,
-        request_id=request_id,
+        request_id=request.state.request_id,
         created_at=format_timestamp(utc_now()),
         owner=owner,
+        callback_url=options.callback_url,
+        tag=options.tag,
+        base_url=services.settings.PUBLIC_BASE_URL or str(request.base_url),
     )
-    await create_job(services, record, source_object_key(job_id))
-    body = SubmitResponse(
-        job_id=job_id, status=JobStatus.QUEUED, result_url=result_url(job_id)
+
+
+async def accept_job(
+    services: Services,
+    record: JobRecord,
+    *,
+    upload_path: str,
+    idempotency_key: str | None = None,
+) -> JSONResponse:
+    """Create the job for a stored source document and return the 202 response.
+
+    When creating it fails, the claim on `idempotency_key` is released.
+    """
+    async with released_on_error(
+        services.async_redis,
+        owner=record.owner,
+        key=idempotency_key,
+        job_id=record.job_id,
+    ):
+        await create_job(
+            services, record, source_object_key(record.job_id), upload_path
+        )
+    return submit_response(record.job_id, JobStatus.QUEUED)
+
+
+async def replay_if_seen(
+    services: Services,
+    request: Request,
+    *,
+    owner: str,
+    idempotency_key: str | None,
+    content: str | None,
+    options: JobOptions,
+    job_id: str,
+) -> JSONResponse | None:
+    """Return the response for the job of an earlier identical request, if any.
+
+    Otherwise claim the key for `job_id` (when a key was sent) and return None. Raises
+    IdempotencyConflict for a key used with a different request.
+    """
+    if idempotency_key is None:
+        return None
+    earlier = await claim_or_replay(
+        services.async_redis,
+        owner=owner,
+        key=idempotency_key,
+        content=content,
+        options=options.fingerprint(),
+        job_id=job_id,
+        ttl_seconds=services.settings.RESULT_TTL_SECONDS,
     )
+    if earlier is None:
+        return None
+    record = await services.reader.get(earlier)
+    # The first request may still be creating its job: report it queued.
+    status = record.status if record is not None else JobStatus.QUEUED
+    logger.info("idempotent request replayed", job_id=earlier)
+    request.state.job_id = earlier
+    response = submit_response(earlier, status)
+    response.headers[REPLAYED_HEADER] = "true"
+    return response
+
+
+def submit_response(job_id: str, status: JobStatus) -> JSONResponse:
+    body = SubmitResponse(job_id=job_id, status=status, result_url=result_url(job_id))
     return JSONResponse(
         body.model_dump(mode="json"),
         status_code=202,
@@ -66,15 +138,19 @@ async def accept_job(
     )
 
 
-async def create_job(services: Services, record: JobRecord, object_key: str) -> None:
-    """Store the job record and enqueue its first stage, or delete the object.
+async def create_job(
+    services: Services, record: JobRecord, object_key: str, upload_path: str
+) -> None:
+    """Store the job record, enqueue its first stage and count it, or delete the object.
+
+    `upload_path` (multipart or direct) labels the uploaded bytes in the metrics.
 
     Raises QueueUnavailable when Redis fails; the stored object is then deleted, so a
     refused job leaves nothing behind.
     """
     try:
         await anyio.to_thread.run_sync(
-            _create_and_enqueue, services, record, object_key
+            _create_and_enqueue, services, record, object_key, upload_path
         )
     except RedisError as error:
         logger.warning("enqueue failed", job_id=record.job_id, error=str(error))
@@ -88,8 +164,10 @@ async def create_job(services: Services, record: JobRecord, object_key: str) -> 
     )
 
 
-def _create_and_enqueue(services: Services, record: JobRecord, object_key: str) -> None:
-    """Store the job record and its first RQ job in one Redis transaction."""
+def _create_and_enqueue(
+    services: Services, record: JobRecord, object_key: str, upload_path: str
+) -> None:
+    """Store the job record, its first RQ job and its counts in one transaction."""
     settings = services.settings
     if record.file_type == FileType.PDF:
         function, timeout = PROBE_FUNCTION, probe_timeout_seconds(settings)
@@ -109,6 +187,9 @@ def _create_and_enqueue(services: Services, record: JobRecord, object_key: str) 
         pipeline.multi()
         services.store.create(record, pipeline)
         enqueue_stages(services.redis, settings, [stage], pipeline=pipeline)
+        JOBS_SUBMITTED.increment(pipeline, file_type=str(record.file_type))
+        UPLOAD_BYTES.increment(pipeline, record.size_bytes, path=upload_path)
+        count_usage(pipeline, record.owner, jobs=1, bytes=record.size_bytes)
         pipeline.execute()
 
 

@@ -9,7 +9,7 @@ request leaves no object behind.
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from loguru import logger
@@ -29,6 +29,8 @@ from core.ids import sanitize_filename
 from storage import AsyncObjectStorage, StorageError, Upload
 
 FILE_FIELD = "file"
+# Maximum size of a text field (an option) of the form.
+MAX_TEXT_FIELD_BYTES = 4096
 # Room for the boundaries and part headers around the file in a multipart body; a
 # Content-Length above MAX_UPLOAD_BYTES plus this is rejected before reading.
 MULTIPART_OVERHEAD_BYTES = 16 * 1024
@@ -41,6 +43,8 @@ class ReceivedFile:
     filename: str | None
     size_bytes: int
     sha256: str
+    # The form's text fields, by name: the job's options, not yet validated.
+    fields: dict[str, str]
 
 
 def multipart_boundary(content_type: str | None) -> bytes:
@@ -84,10 +88,20 @@ class _Part:
 class _UploadReceiver:
     """Consumes parser events and feeds the file part into a storage upload."""
 
-    def __init__(self, storage: AsyncObjectStorage, key: str, max_bytes: int) -> None:
+    def __init__(
+        self,
+        storage: AsyncObjectStorage,
+        key: str,
+        max_bytes: int,
+        text_fields: frozenset[str],
+    ) -> None:
         self.storage = storage
         self.key = key
         self.max_bytes = max_bytes
+        self.text_fields = text_fields
+        self.fields: dict[str, str] = {}
+        self.text_name: str | None = None
+        self.text_value = bytearray()
         self.events: list[tuple[str, bytes]] = []
         self.part = _Part()
         self.in_file = False
@@ -144,8 +158,12 @@ class _UploadReceiver:
             self._start_part()
         elif name == "part_data" and self.in_file:
             await self._receive_file_bytes(data)
+        elif name == "part_data" and self.text_name is not None:
+            self._receive_text(data)
         elif name == "part_end" and self.in_file:
             await self._end_file()
+        elif name == "part_end" and self.text_name is not None:
+            self._end_text()
         elif name == "end":
             self.ended = True
 
@@ -153,10 +171,17 @@ class _UploadReceiver:
         disposition = self.part.headers.get("content-disposition", b"")
         _, parameters = parse_options_header(disposition)
         field_name = parameters.get(b"name", b"").decode("utf-8", errors="replace")
+        if field_name in self.text_fields:
+            if field_name in self.fields:
+                raise InvalidRequest(
+                    f"The form has more than one '{field_name}' field."
+                )
+            self.text_name = field_name
+            return
         if field_name != FILE_FIELD:
+            accepted = ", ".join(sorted({FILE_FIELD, *self.text_fields}))
             raise InvalidRequest(
-                f"Unknown form field '{field_name[:64]}'; "
-                f"only '{FILE_FIELD}' is accepted."
+                f"Unknown form field '{field_name[:64]}'; the fields are {accepted}."
             )
         if self.seen_file:
             raise InvalidRequest(f"The form has more than one '{FILE_FIELD}' field.")
@@ -167,6 +192,25 @@ class _UploadReceiver:
             self.filename = sanitize_filename(
                 raw_name.decode("utf-8", errors="replace")
             )
+
+    def _receive_text(self, data: bytes) -> None:
+        self.text_value.extend(data)
+        if len(self.text_value) > MAX_TEXT_FIELD_BYTES:
+            raise InvalidRequest(
+                f"The form field '{self.text_name}' is longer than "
+                f"{MAX_TEXT_FIELD_BYTES} bytes."
+            )
+
+    def _end_text(self) -> None:
+        try:
+            value = self.text_value.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise InvalidRequest(
+                f"The form field '{self.text_name}' is not UTF-8 text."
+            ) from error
+        self.fields[self.text_name] = value
+        self.text_name = None
+        self.text_value.clear()
 
     async def _receive_file_bytes(self, data: bytes) -> None:
         self.size += len(data)
@@ -232,16 +276,27 @@ async def body_chunks(request: Request, limits: UploadLimits) -> AsyncIterator[b
 
 
 async def receive_upload(
-    request: Request, storage: AsyncObjectStorage, key: str, limits: UploadLimits
+    request: Request,
+    storage: AsyncObjectStorage,
+    key: str,
+    limits: UploadLimits,
+    *,
+    text_fields: frozenset[str] = frozenset(),
+    check_fields: Callable[[dict[str, str]], Awaitable[None]] | None = None,
 ) -> ReceivedFile:
     """Stream the request's file field into `key` and return what was received.
 
+    Text fields named in `text_fields` may come before or after the file. The
+    `check_fields` coroutine sees them once the body has ended and before the object
+    is committed, so a rejected option leaves nothing stored either.
+
     Raises FileTooLarge, UnsupportedMediaType, EmptyFile, InvalidRequest or
-    UploadTimeout; in every such case nothing is left in storage.
+    UploadTimeout, or what `check_fields` raises; in every such case nothing is left
+    in storage.
     """
     max_bytes = limits.max_bytes
     boundary = multipart_boundary(request.headers.get("content-type"))
-    receiver = _UploadReceiver(storage, key, max_bytes)
+    receiver = _UploadReceiver(storage, key, max_bytes, text_fields)
     try:
         parser = MultipartParser(boundary, receiver.callbacks())
     except FormParserError as error:
@@ -257,10 +312,12 @@ async def receive_upload(
         await receiver.process_events()
         if not receiver.seen_file:
             raise InvalidRequest(f"The form has no '{FILE_FIELD}' field.")
-        if not receiver.ended or receiver.in_file:
+        if not receiver.ended or receiver.in_file or receiver.text_name:
             raise InvalidRequest(
                 "The multipart body ended before its closing boundary."
             )
+        if check_fields is not None:
+            await check_fields(receiver.fields)
         await receiver.upload.commit()
         committed = True
     except FormParserError as error:
@@ -276,6 +333,7 @@ async def receive_upload(
         filename=receiver.filename,
         size_bytes=receiver.size,
         sha256=receiver.digest.hexdigest(),
+        fields=receiver.fields,
     )
 
 

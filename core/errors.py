@@ -31,6 +31,8 @@ class ErrorCode(StrEnum):
     PAGE_NOT_FOUND = "page_not_found"
     UPLOAD_TIMEOUT = "upload_timeout"
     UPLOAD_NOT_FOUND = "upload_not_found"
+    CALLBACK_URL_REFUSED = "callback_url_refused"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
     UNAUTHORIZED = "unauthorized"
     RATE_LIMITED = "rate_limited"
     NOT_SUPPORTED = "not_supported"
@@ -154,6 +156,17 @@ ERROR_SPECS: dict[ErrorCode, ErrorSpec] = {
         False,
         "The upload id is unknown, expired or already used, or nothing was uploaded "
         "to its URL yet.",
+    ),
+    ErrorCode.CALLBACK_URL_REFUSED: ErrorSpec(
+        422,
+        False,
+        "The callback_url resolves to a loopback, private, link-local or metadata "
+        "address, or does not resolve; WEBHOOK_ALLOWED_NETWORKS admits networks.",
+    ),
+    ErrorCode.IDEMPOTENCY_CONFLICT: ErrorSpec(
+        409,
+        False,
+        "The Idempotency-Key was already used with another file or other options.",
     ),
     ErrorCode.NOT_SUPPORTED: ErrorSpec(
         501,
@@ -341,6 +354,22 @@ class UploadNotFound(PindaiError):
 
     code = ErrorCode.UPLOAD_NOT_FOUND
     default_message = "No upload with this id exists, or it was already used."
+
+
+class CallbackUrlRefused(PindaiError):
+    """The callback URL points at an address webhooks may not reach."""
+
+    code = ErrorCode.CALLBACK_URL_REFUSED
+
+
+class IdempotencyConflict(PindaiError):
+    """An Idempotency-Key is reused for a different request."""
+
+    code = ErrorCode.IDEMPOTENCY_CONFLICT
+    default_message = (
+        "This Idempotency-Key was already used with another file or other options; "
+        "use a new key for a new request."
+    )
 
 
 class NotSupported(PindaiError):

@@ -46,6 +46,11 @@ def active_jobs_key(caller: str) -> str:
     return f"pindai:active:{caller}"
 
 
+def owner_jobs_key(owner: str) -> str:
+    """Sorted set of every job a caller created, scored by creation time."""
+    return f"pindai:owner:{owner}:jobs"
+
+
 def upload_key(upload_id: str) -> str:
     """Return the Redis key of a direct upload; its id becomes the job's id."""
     return f"pindai:upload:{upload_id}"
@@ -67,6 +72,11 @@ def upload_object_key(upload_id: str) -> str:
 
 def upload_object_prefix(upload_id: str) -> str:
     return f"uploads/{upload_id}/"
+
+
+def result_path(job_id: str) -> str:
+    """Return the API path of a job's result, relative to the API's base URL."""
+    return f"/api/v1/ocr/result/{job_id}"
 
 
 def page_text_object_key(job_id: str, page: int) -> str:
@@ -120,6 +130,11 @@ class JobRecord:
     partial: bool = False
     error_code: str | None = None
     error_message: str | None = None
+    # Webhook: where to POST the outcome, the client's tag to echo, and the API's
+    # public base URL, which makes the result URL in the body absolute.
+    callback_url: str | None = None
+    tag: str | None = None
+    base_url: str | None = None
 
     def to_redis(self) -> dict[str, str]:
         """Encode as hash fields; None values are left out so HSET can take the rest."""
@@ -152,6 +167,9 @@ class JobRecord:
             "deadline_at",
             "error_code",
             "error_message",
+            "callback_url",
+            "tag",
+            "base_url",
         ):
             setattr(record, name, values.get(name))
         for name in ("duration_ms", "page_count"):

@@ -29,6 +29,7 @@ PROBE_FUNCTION = "worker.jobs.probe_document"
 IMAGE_FUNCTION = "worker.jobs.ocr_image"
 PAGE_FUNCTION = "worker.jobs.ocr_page"
 FAILURE_CALLBACK = "worker.jobs.record_rq_failure"
+WEBHOOK_FUNCTION = "worker.webhooks.deliver_webhook"
 
 # Time for work outside the per-page limits: download, writes of page text, status
 # updates. RQ's own time limit must never be what stops a job.
@@ -57,6 +58,11 @@ class Stage:
         }[self.function]
         suffix = f"-a{self.attempt}" if self.attempt > 1 else ""
         return f"{self.job_id}-{name}{suffix}"
+
+
+def queue_key(name: str) -> str:
+    """Return the Redis list that RQ keeps queue `name` in."""
+    return f"{Queue.redis_queue_namespace_prefix}{name}"
 
 
 def create_queue(connection: Redis, name: str = DOCUMENT_QUEUE) -> Queue:

@@ -4,8 +4,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.callback_urls import parse_allowed_networks
 
 
 class Settings(BaseSettings):
@@ -36,6 +38,8 @@ class Settings(BaseSettings):
     API_KEYS: str = ""
     RATE_LIMIT_PER_MINUTE: int = Field(default=600, ge=0)
     MAX_ACTIVE_JOBS: int = Field(default=50, ge=0)
+    # Bearer token that GET /metrics requires; empty serves the metrics to anyone.
+    METRICS_TOKEN: SecretStr | None = None
 
     # Upload and document limits
     MAX_UPLOAD_BYTES: int = Field(default=10 * 1024 * 1024, gt=0)
@@ -55,9 +59,35 @@ class Settings(BaseSettings):
     LEASE_SECONDS: int = Field(default=30, ge=5)
     SHUTDOWN_HANDOFF_SECONDS: float = Field(default=10.0, ge=0)
 
+    # Webhooks. Without a secret, a job with a callback_url is rejected.
+    WEBHOOK_SECRET: SecretStr | None = None
+    # Comma-separated networks (CIDR) that callbacks may reach although they are
+    # loopback, private or link-local, e.g. 10.0.0.0/8 for receivers inside a VPC.
+    WEBHOOK_ALLOWED_NETWORKS: str = ""
+    WEBHOOK_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0, le=60)
+    WEBHOOK_MAX_ATTEMPTS: int = Field(default=6, ge=1, le=20)
+    # The first retry waits this long, and every later one four times longer.
+    WEBHOOK_RETRY_SECONDS: float = Field(default=30.0, gt=0)
+    # The API's address as clients reach it, for absolute URLs in webhook bodies;
+    # empty uses the address each job was submitted to.
+    PUBLIC_BASE_URL: str = ""
+
     # Logging
     LOG_LEVEL: str = "INFO"
     LOG_JSON: bool = True
+
+    @field_validator("WEBHOOK_ALLOWED_NETWORKS")
+    @classmethod
+    def _check_networks(cls, value: str) -> str:
+        parse_allowed_networks(value)
+        return value
+
+    @field_validator("PUBLIC_BASE_URL")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("PUBLIC_BASE_URL must start with http:// or https://")
+        return value
 
     @model_validator(mode="after")
     def _require_bucket_for_s3(self) -> "Settings":

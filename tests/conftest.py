@@ -8,10 +8,11 @@ import pytest
 from fastapi.testclient import TestClient
 from redis import Redis
 
+from api.keys import entry_for
 from api.main import create_app
 from core.settings import Settings
 from tests.support.servers import moto_s3_server, redis_server
-from tests.support.stack import Stack, stack_env
+from tests.support.stack import Stack, running_stack
 
 DATA = Path(__file__).parent / "data"
 CASES = DATA / "cases"
@@ -101,6 +102,26 @@ def make_settings(redis_url: str, storage_dir: Path, **overrides: object) -> Set
 
 
 @pytest.fixture
+def s3_settings(
+    redis_url: str, tmp_path: Path, s3_endpoint: str, s3_bucket: str
+) -> Settings:
+    return s3_settings_for(
+        s3_endpoint,
+        s3_bucket,
+        REDIS_URL=redis_url,
+        STORAGE_DIR=tmp_path / "unused",
+        LOG_JSON=True,
+        MAX_UPLOAD_BYTES=20_000_000,
+    )
+
+
+@pytest.fixture
+def s3_api(s3_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(s3_settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture
 def settings(redis_url: str, tmp_path: Path) -> Settings:
     return make_settings(redis_url, tmp_path / "storage")
 
@@ -118,11 +139,8 @@ def local_stack(
 ) -> Iterator[Stack]:
     """API and two workers on local storage, shared by the integration tests."""
     root = tmp_path_factory.mktemp("local-stack")
-    url = redis_base_url.rsplit("/", 1)[0] + "/2"
-    stack = Stack(env=stack_env(url, root), log_dir=root / "logs")
-    stack.start()
-    yield stack
-    stack.stop()
+    with running_stack(redis_base_url, root, 2) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")
@@ -133,21 +151,49 @@ def s3_stack(
     root = tmp_path_factory.mktemp("s3-stack")
     client = s3_client(s3_endpoint)
     client.create_bucket(Bucket="pindai-stack")
-    url = redis_base_url.rsplit("/", 1)[0] + "/3"
-    env = stack_env(
-        url,
+    with running_stack(
+        redis_base_url,
         root,
+        3,
         STORAGE_BACKEND="s3",
         S3_BUCKET="pindai-stack",
         S3_ENDPOINT_URL=s3_endpoint,
         S3_REGION="us-east-1",
         S3_ADDRESSING_STYLE="path",
         **S3_CREDENTIALS,
-    )
-    stack = Stack(env=env, log_dir=root / "logs")
-    stack.start()
-    yield stack
-    stack.stop()
+    ) as stack:
+        yield stack
+
+
+# API keys of the operations stack, by name; the stack is configured with their digests.
+OPS_KEYS = {"alice": "alice-test-key-0001", "bob": "bob-test-key-0002"}
+OPS_METRICS_TOKEN = "metrics-test-token"
+OPS_WEBHOOK_SECRET = "webhook-test-secret"
+
+
+@pytest.fixture(scope="session")
+def ops_stack(
+    redis_base_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """API and two workers with API keys, a metrics token and webhooks switched on.
+
+    Webhooks may reach loopback, where the tests run their receivers, and a failed
+    delivery is retried after 1 s instead of 30 s.
+    """
+    root = tmp_path_factory.mktemp("ops-stack")
+    api_keys = ",".join(entry_for(name, key) for name, key in OPS_KEYS.items())
+    with running_stack(
+        redis_base_url,
+        root,
+        5,
+        API_KEYS=api_keys,
+        METRICS_TOKEN=OPS_METRICS_TOKEN,
+        WEBHOOK_SECRET=OPS_WEBHOOK_SECRET,
+        WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8",
+        WEBHOOK_RETRY_SECONDS="1",
+        WEBHOOK_MAX_ATTEMPTS="3",
+    ) as stack:
+        yield stack
 
 
 @pytest.fixture(params=["local", "s3"])

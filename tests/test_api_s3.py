@@ -30,21 +30,6 @@ def s3_app_settings(
     )
 
 
-@pytest.fixture
-def s3_settings(
-    redis_url: str, tmp_path: Path, s3_endpoint: str, s3_bucket: str
-) -> Settings:
-    return s3_app_settings(
-        redis_url, tmp_path, s3_endpoint, s3_bucket, MAX_UPLOAD_BYTES=20_000_000
-    )
-
-
-@pytest.fixture
-def s3_api(s3_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(s3_settings), raise_server_exceptions=False) as client:
-        yield client
-
-
 def bucket_state(settings: Settings) -> tuple[list[str], list[str]]:
     client = s3_client(settings.S3_ENDPOINT_URL)
     keys = [

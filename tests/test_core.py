@@ -14,6 +14,8 @@ from core.ids import is_job_id, is_request_id, new_job_id, sanitize_filename
 from core.jobs import JobRecord, JobStatus, PageOutcome, job_key, pages_key
 from core.jobstore import JobStore
 from core.procfile import read_procfile
+from core.settings import Settings
+from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -105,9 +107,21 @@ def test_readme_error_table_current() -> None:
     assert render_error_table() in readme, "run `make error-table` and paste it"
 
 
+def test_readme_lists_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    configuration = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+
+    missing = [
+        name for name in Settings.model_fields if f"`{name}`" not in configuration
+    ]
+
+    assert missing == []
+
+
 @pytest.fixture
-def store(redis_url: str) -> JobStore:
-    return JobStore(Redis.from_url(redis_url), ttl_seconds=600)
+def store(redis_url: str, tmp_path: Path) -> JobStore:
+    settings = make_settings(redis_url, tmp_path, RESULT_TTL_SECONDS=600)
+    return JobStore(Redis.from_url(redis_url), settings)
 
 
 def new_record(job_id: str) -> JobRecord:

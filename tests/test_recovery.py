@@ -31,7 +31,7 @@ def redis(redis_url: str) -> Redis:
 def start_job(
     redis: Redis, settings: Settings, page_count: int, **deadline
 ) -> JobStore:
-    store = JobStore(redis, settings.RESULT_TTL_SECONDS)
+    store = JobStore(redis, settings)
     record = JobRecord(
         job_id=JOB_ID,
         status=JobStatus.QUEUED,

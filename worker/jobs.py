@@ -120,10 +120,11 @@ def record_rq_failure(
         options=dict(options),
         rq_job=job,
         settings=settings,
-        store=JobStore(connection, settings.RESULT_TTL_SECONDS),
+        store=JobStore(connection, settings),
         storage=create_storage(settings),
     )
-    with logger.contextualize(job_id=job_id, rq_job_id=job.id):
+    request_id = job.meta.get("request_id", "")
+    with logger.contextualize(job_id=job_id, request_id=request_id, rq_job_id=job.id):
         _record_error(context, error)
 
 
@@ -143,7 +144,7 @@ def _run_stage(
         options=options,
         rq_job=rq_job,
         settings=settings,
-        store=JobStore(rq_job.connection, settings.RESULT_TTL_SECONDS),
+        store=JobStore(rq_job.connection, settings),
         storage=create_storage(settings),
     )
     request_id = rq_job.meta.get("request_id", "")

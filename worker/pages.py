@@ -46,6 +46,7 @@ def ocr_pdf_page(
         return PageText(outcome, "")
     try:
         dpi = fit_dpi(size_points, dpi, settings.MAX_IMAGE_PIXELS)
+        render_started = time.monotonic()
         image = render_page(
             pdf,
             page,
@@ -60,8 +61,9 @@ def ocr_pdf_page(
         return _failed(page, OcrTimeout(message), started, dpi)
     except PindaiError as error:
         return _failed(page, error, started, dpi)
+    timings = {"render_ms": _elapsed_ms(render_started)}
     try:
-        return _recognize(page, image, dpi, settings, started)
+        return _recognize(page, image, dpi, settings, started, timings)
     finally:
         image.unlink(missing_ok=True)
 
@@ -72,8 +74,14 @@ def ocr_prepared_image(image: PreparedImage, *, settings: Settings) -> PageText:
 
 
 def _recognize(
-    page: int, image: Path, dpi: int | None, settings: Settings, started: float
+    page: int,
+    image: Path,
+    dpi: int | None,
+    settings: Settings,
+    started: float,
+    timings: dict[str, int] | None = None,
 ) -> PageText:
+    ocr_started = time.monotonic()
     try:
         text = recognize_text(
             image,
@@ -87,7 +95,12 @@ def _recognize(
     outcome = PageOutcome(
         page=page,
         duration_ms=_elapsed_ms(started),
-        extra={"dpi": dpi, "chars": len(text)},
+        extra={
+            "dpi": dpi,
+            "chars": len(text),
+            **(timings or {}),
+            "ocr_ms": _elapsed_ms(ocr_started),
+        },
     )
     return PageText(outcome, text)
 

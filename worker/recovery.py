@@ -28,6 +28,7 @@ from core.jobs import (
 from core.jobstore import JobStore
 from core.queueing import DOCUMENT_QUEUE, PAGE_QUEUE, enqueue_stages, stage_of
 from core.settings import Settings
+from core.webhooks import dispatch_due
 from storage import create_storage
 from worker.document import DocumentWriter
 from worker.leases import claim_expired_leases
@@ -49,7 +50,7 @@ def recover_stage(connection: Redis, settings: Settings, rq_job_id: str) -> None
         )
         return
     stage = stage_of(rq_job)
-    store = JobStore(connection, settings.RESULT_TTL_SECONDS)
+    store = JobStore(connection, settings)
     record = store.get(stage.job_id)
     if record is None or record.status in TERMINAL_STATUSES:
         return
@@ -57,7 +58,9 @@ def recover_stage(connection: Redis, settings: Settings, rq_job_id: str) -> None
     if page is not None and store.has_page(stage.job_id, page):
         return
 
-    with logger.contextualize(job_id=stage.job_id, rq_job_id=rq_job_id):
+    with logger.contextualize(
+        job_id=stage.job_id, request_id=record.request_id, rq_job_id=rq_job_id
+    ):
         if stage.attempt < settings.MAX_ATTEMPTS:
             retry = replace(stage, attempt=stage.attempt + 1)
             # Both the lease monitor and RQ's abandoned-job clean-up may report the
@@ -86,7 +89,7 @@ def recover_stage(connection: Redis, settings: Settings, rq_job_id: str) -> None
 
 def enforce_deadlines(connection: Redis, settings: Settings) -> None:
     """Fail the pending pages of documents whose deadline has passed."""
-    store = JobStore(connection, settings.RESULT_TTL_SECONDS)
+    store = JobStore(connection, settings)
     for job_id in store.overdue_jobs():
         record = store.get(job_id)
         if record is None or record.status != JobStatus.STARTED:
@@ -95,7 +98,7 @@ def enforce_deadlines(connection: Redis, settings: Settings) -> None:
         done = {outcome.page for outcome in store.get_pages(job_id)}
         writer = DocumentWriter(job_id, store, create_storage(settings))
         error = DeadlineExceeded()
-        with logger.contextualize(job_id=job_id):
+        with logger.contextualize(job_id=job_id, request_id=record.request_id):
             logger.warning("document deadline passed", deadline_at=record.deadline_at)
             for page in range(1, (record.page_count or 0) + 1):
                 if page not in done:
@@ -154,7 +157,7 @@ def clean_started_registries(connection: Redis) -> None:
 def run_monitor_pass(
     connection: Redis, settings: Settings, *, sweep_storage: bool = False
 ) -> None:
-    """Run one monitor round: lost stages, overdue documents, stale cached sources.
+    """Run one monitor round: lost stages, overdue documents, due webhooks, caches.
 
     With `sweep_storage`, also delete local objects of expired jobs, which lists the
     whole storage directory and so runs only every few minutes.
@@ -163,7 +166,8 @@ def run_monitor_pass(
         recover_stage(connection, settings, rq_job_id)
     clean_started_registries(connection)
     enforce_deadlines(connection, settings)
-    store = JobStore(connection, settings.RESULT_TTL_SECONDS)
+    dispatch_due(connection, settings)
+    store = JobStore(connection, settings)
 
     def is_running(job_id: str) -> bool:
         record = store.get(job_id)

@@ -8,6 +8,7 @@ from redis.exceptions import RedisError
 from rq import Worker
 from rq.job import Job
 
+from core.heartbeats import record_heartbeat, remove_heartbeat
 from core.settings import get_settings
 from worker.leases import release_lease
 from worker.recovery import recover_stage, run_monitor_pass
@@ -22,15 +23,16 @@ STORAGE_SWEEP_EVERY_PASSES = 60
 class OcrWorker(Worker):
     """An RQ worker that also recovers work lost with dead processes.
 
-    A monitor thread in each worker reclaims the stages of workers that died without
-    a trace (SIGKILL, a lost container), and fails pages past their document's
-    deadline. When this worker's own work horse dies, the stage is recovered at once
-    instead of waiting for its lease to expire.
+    A monitor thread in each worker writes the worker's heartbeat, reclaims the
+    stages of workers that died without a trace (SIGKILL, a lost container), and
+    fails pages past their document's deadline. When this worker's own work horse
+    dies, the stage is recovered at once instead of waiting for its lease to expire.
     """
 
     def bootstrap(self, *args, **kwargs) -> None:
         remove_stale_directories()
         super().bootstrap(*args, **kwargs)
+        record_heartbeat(self.connection, self.name)
         self._monitor_stop = threading.Event()
         monitor = threading.Thread(
             target=self._monitor, name="pindai-monitor", daemon=True
@@ -51,6 +53,7 @@ class OcrWorker(Worker):
         while not self._monitor_stop.wait(MONITOR_INTERVAL_SECONDS):
             passes += 1
             try:
+                record_heartbeat(connection, self.name)
                 run_monitor_pass(
                     connection,
                     settings,
@@ -102,4 +105,8 @@ class OcrWorker(Worker):
         stop = getattr(self, "_monitor_stop", None)
         if stop is not None:
             stop.set()
+        try:
+            remove_heartbeat(self.connection, self.name)
+        except RedisError as error:
+            logger.warning("removing the worker heartbeat failed", error=str(error))
         super().teardown()

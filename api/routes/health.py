@@ -2,17 +2,15 @@
 
 import asyncio
 
-import anyio.to_thread
 from fastapi import APIRouter
 from loguru import logger
 from redis.exceptions import RedisError
-from rq import Worker
 
 from api.errors import error_responses
 from api.routes.ocr import ServicesDep
 from api.schemas import HealthStatus, Readiness
+from api.workload import read_workload
 from core.errors import ErrorCode, QueueUnavailable, StorageUnavailable
-from core.queueing import DOCUMENT_QUEUE, PAGE_QUEUE
 from storage import StorageError
 
 router = APIRouter(prefix="/api/v1/health", tags=["health"])
@@ -50,13 +48,7 @@ async def read_readiness(services: ServicesDep) -> Readiness:
         raise StorageUnavailable("Object storage is not ready.") from error
     # Reported, not required: the API accepts jobs while no worker runs.
     try:
-        workers = await anyio.to_thread.run_sync(
-            lambda: Worker.count(connection=services.redis)
-        )
-        queues = {
-            name: await services.async_redis.llen(f"rq:queue:{name}")
-            for name in (DOCUMENT_QUEUE, PAGE_QUEUE)
-        }
+        workers, queues = await read_workload(services.async_redis)
     except RedisError as error:
         raise QueueUnavailable(
             f"Redis is not ready: {type(error).__name__}."

@@ -10,10 +10,17 @@ from loguru import logger
 
 from api.auth import Caller, CallerDep
 from api.errors import RETRY_AFTER_SECONDS, error_responses
+from api.idempotency import IdempotencyKeyHeader, read_idempotency_key
+from api.options import OPTION_FIELDS, JobOptions, check_options, options_from_form
 from api.results import build_result, page_result, read_page_texts
 from api.schemas import JobResult, PageResult, SubmitResponse
 from api.services import Services, get_services
-from api.submission import accept_job
+from api.submission import (
+    accept_job,
+    delete_objects_quietly,
+    new_job_record,
+    replay_if_seen,
+)
 from api.upload import (
     FILE_FIELD,
     UploadLimits,
@@ -56,7 +63,8 @@ _MULTIPART_BODY = {
                         "format": "binary",
                         "description": "A PNG, JPEG or PDF file; the type is read "
                         "from its first bytes.",
-                    }
+                    },
+                    **JobOptions.model_json_schema()["properties"],
                 },
                 "additionalProperties": False,
             }
@@ -76,19 +84,32 @@ _MULTIPART_BODY = {
         ErrorCode.UNSUPPORTED_MEDIA_TYPE,
         ErrorCode.INVALID_REQUEST,
         ErrorCode.UPLOAD_TIMEOUT,
+        ErrorCode.CALLBACK_URL_REFUSED,
+        ErrorCode.IDEMPOTENCY_CONFLICT,
         ErrorCode.STORAGE_UNAVAILABLE,
         ErrorCode.QUEUE_UNAVAILABLE,
     ),
 )
 async def submit_document(
-    request: Request, services: ServicesDep, caller: CallerDep
+    request: Request,
+    services: ServicesDep,
+    caller: CallerDep,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
-    """Upload a document and enqueue its OCR; poll `result_url` for the outcome."""
+    """Upload a document and enqueue its OCR; poll `result_url` for the outcome.
+
+    Text fields next to `file` set the job's options. With an `Idempotency-Key`
+    header, a retry of the same request returns the first request's job.
+    """
     settings = services.settings
+    idempotency_key = read_idempotency_key(idempotency_key)
     await services.limits.check_active_jobs(caller)
     check_declared_length(
         request.headers.get("content-length"), settings.MAX_UPLOAD_BYTES
     )
+
+    async def check_fields(fields: dict[str, str]) -> None:
+        await check_options(options_from_form(fields), settings)
 
     job_id = new_job_id()
     object_key = source_object_key(job_id)
@@ -98,20 +119,49 @@ async def submit_document(
             total_s=settings.UPLOAD_TIMEOUT_SECONDS,
             idle_s=settings.UPLOAD_IDLE_SECONDS,
         )
-        received = await receive_upload(request, services.storage, object_key, limits)
+        received = await receive_upload(
+            request,
+            services.storage,
+            object_key,
+            limits,
+            text_fields=OPTION_FIELDS,
+            check_fields=check_fields,
+        )
     except StorageError as error:
         logger.warning("upload to storage failed", job_id=job_id, error=str(error))
         raise StorageUnavailable() from error
+    options = options_from_form(received.fields)
 
-    return await accept_job(
+    try:
+        replay = await replay_if_seen(
+            services,
+            request,
+            owner=caller.name,
+            idempotency_key=idempotency_key,
+            content=received.sha256,
+            options=options,
+            job_id=job_id,
+        )
+    except BaseException:
+        await delete_objects_quietly(services, job_id)
+        raise
+    if replay is not None:
+        await delete_objects_quietly(services, job_id)
+        return replay
+
+    record = new_job_record(
         services,
+        request,
         job_id=job_id,
         file_type=received.file_type,
         filename=received.filename,
         sha256=received.sha256,
         size_bytes=received.size_bytes,
-        request_id=request.state.request_id,
         owner=caller.name,
+        options=options,
+    )
+    return await accept_job(
+        services, record, upload_path="multipart", idempotency_key=idempotency_key
     )
 
 

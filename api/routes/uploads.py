@@ -14,12 +14,18 @@ from fastapi.responses import JSONResponse
 from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.auth import CallerDep
+from api.auth import Caller, CallerDep
 from api.errors import error_responses
+from api.idempotency import (
+    IdempotencyKeyHeader,
+    read_idempotency_key,
+    released_on_error,
+)
+from api.options import JobOptions, check_options
 from api.routes.ocr import ServicesDep
 from api.schemas import SubmitResponse
 from api.services import Services
-from api.submission import accept_job
+from api.submission import accept_job, new_job_record, replay_if_seen
 from core.errors import (
     EmptyFile,
     ErrorCode,
@@ -64,9 +70,7 @@ class UploadTicket(BaseModel):
     expires_at: str
 
 
-class JobFromUpload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class JobFromUpload(JobOptions):
     upload_id: str = Field(min_length=1, max_length=64)
 
 
@@ -138,18 +142,77 @@ async def create_upload(
         ErrorCode.EMPTY_FILE,
         ErrorCode.UNSUPPORTED_MEDIA_TYPE,
         ErrorCode.INVALID_REQUEST,
+        ErrorCode.CALLBACK_URL_REFUSED,
+        ErrorCode.IDEMPOTENCY_CONFLICT,
         ErrorCode.STORAGE_UNAVAILABLE,
         ErrorCode.QUEUE_UNAVAILABLE,
     ),
 )
 async def create_job_from_upload(
-    body: JobFromUpload, request: Request, services: ServicesDep, caller: CallerDep
+    body: JobFromUpload,
+    request: Request,
+    services: ServicesDep,
+    caller: CallerDep,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
-    """Turn a finished direct upload into a job; the response is as for submit."""
-    settings = services.settings
+    """Turn a finished direct upload into a job; the response is as for submit.
+
+    The other body fields set the job's options. With an `Idempotency-Key` header,
+    a retry of the same request returns the first request's job, even though the
+    upload id was used up by the first request.
+    """
     upload_id = body.upload_id
     if not is_job_id(upload_id):
         raise UploadNotFound()
+    idempotency_key = read_idempotency_key(idempotency_key)
+    options = JobOptions.model_validate(body.model_dump(exclude={"upload_id"}))
+    content = None
+    if idempotency_key is not None:
+        content = await _uploaded_content(services, upload_id)
+    replay = await replay_if_seen(
+        services,
+        request,
+        owner=caller.name,
+        idempotency_key=idempotency_key,
+        content=content,
+        options=options,
+        job_id=upload_id,
+    )
+    if replay is not None:
+        return replay
+    async with released_on_error(
+        services.async_redis,
+        owner=caller.name,
+        key=idempotency_key,
+        job_id=upload_id,
+    ):
+        return await _create_job_from_upload(
+            services, request, caller, upload_id, options, idempotency_key
+        )
+
+
+async def _uploaded_content(services: Services, upload_id: str) -> str | None:
+    """Return the identity of an upload's object (ETag and size), None if absent.
+
+    A presigned PUT stores a single-part object, whose ETag is the MD5 of its bytes,
+    so the same file uploaded again under a new upload id has the same identity.
+    """
+    try:
+        stored = await services.storage.stat(upload_object_key(upload_id))
+    except ObjectNotFound:
+        return None
+    return f"{stored.etag}:{stored.size}"
+
+
+async def _create_job_from_upload(
+    services: Services,
+    request: Request,
+    caller: Caller,
+    upload_id: str,
+    options: JobOptions,
+    idempotency_key: str | None,
+) -> JSONResponse:
+    settings = services.settings
     raw = await services.async_redis.get(upload_key(upload_id))
     if raw is None:
         raise UploadNotFound()
@@ -157,6 +220,7 @@ async def create_job_from_upload(
     if caller.authenticated and metadata.get("owner") != caller.name:
         raise UploadNotFound()
     await services.limits.check_active_jobs(caller)
+    await check_options(options, settings)
 
     object_key = upload_object_key(upload_id)
     try:
@@ -195,15 +259,19 @@ async def create_job_from_upload(
 
     # The API never reads a direct upload whole, so the worker that downloads it
     # computes its SHA-256.
-    return await accept_job(
+    record = new_job_record(
         services,
+        request,
         job_id=upload_id,
         file_type=file_type,
         filename=metadata.get("filename"),
         sha256="",
         size_bytes=size,
-        request_id=request.state.request_id,
         owner=caller.name,
+        options=options,
+    )
+    return await accept_job(
+        services, record, upload_path="direct", idempotency_key=idempotency_key
     )
 
 

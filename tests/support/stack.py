@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -243,3 +244,26 @@ def stack_env(redis_url: str, root: Path, **overrides: str) -> dict[str, str]:
     )
     env.update(overrides)
     return env
+
+
+@contextlib.contextmanager
+def running_stack(
+    redis_base_url: str,
+    root: Path,
+    database: int,
+    *,
+    worker_count: int = 2,
+    **overrides: str,
+) -> Iterator[Stack]:
+    """Start a stack on Redis database `database` under `root`; stop it on exit."""
+    url = redis_base_url.rsplit("/", 1)[0] + f"/{database}"
+    stack = Stack(
+        env=stack_env(url, root, **overrides),
+        log_dir=root / "logs",
+        worker_count=worker_count,
+    )
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
