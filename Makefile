@@ -44,6 +44,7 @@ bench: system-deps install $(BENCH_VENV)/.installed
 	$(BIN)/python -m bench.run --ocrmypdf $(BENCH_VENV)/bin/ocrmypdf
 	$(BIN)/python -m bench.upload
 	$(BIN)/python -m bench.load_faults
+	$(BIN)/python -m bench.worker_memory
 	$(BENCH_VENV)/bin/python bench/plot.py docs/benchmarks.json docs/bench_workers.png
 	$(BIN)/python -m bench.report docs/benchmarks.json > docs/benchmarks.md
 

@@ -23,12 +23,11 @@ from pathlib import Path
 
 from redis import Redis
 
-from bench.measure import write_submit_body
+from bench.measure import merge_into_report, write_submit_body
 from tests.support.servers import redis_server
 from tests.support.stack import Stack, processes_in_sessions, stack_env
 
 ROOT = Path(__file__).resolve().parents[1]
-REPORT = ROOT / "docs" / "benchmarks.json"
 SMALL_PNG = ROOT / "tests" / "data" / "cases" / "ok_rgb.png"
 
 
@@ -132,9 +131,7 @@ def main() -> None:
         "accepted_without_record": codes.get("202", 0) - sum(statuses.values()),
         "drained_in_s": round(drained_in, 1),
     }
-    report = json.loads(REPORT.read_text()) if REPORT.exists() else {}
-    report["load_with_faults"] = result
-    REPORT.write_text(json.dumps(report, indent=2) + "\n")
+    merge_into_report("load_with_faults", result)
     print(json.dumps(result, indent=2))
 
 

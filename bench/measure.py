@@ -1,5 +1,6 @@
 """Timing and accuracy helpers shared by the benchmark scenarios."""
 
+import json
 import os
 import statistics
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 from tests.support.text import character_error_rate
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+REPORT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.json"
 GROUND_TRUTH = CORPUS / "gt"
 
 # Ground truth of the pages of scan_12p.pdf that have one (see the corpus's SOURCES.md).
@@ -77,3 +79,10 @@ def write_submit_body(path: Path, image: Path, boundary: str) -> None:
         + image.read_bytes()
         + f"\r\n--{boundary}--\r\n".encode()
     )
+
+
+def merge_into_report(section: str, figures: dict) -> None:
+    """Store `figures` as `section` of docs/benchmarks.json, keeping the others."""
+    report = json.loads(REPORT.read_text()) if REPORT.exists() else {}
+    report[section] = figures
+    REPORT.write_text(json.dumps(report, indent=2) + "\n")

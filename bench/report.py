@@ -14,6 +14,7 @@ Produced by `make bench`, which runs:
 .venv/bin/python -m bench.run --ocrmypdf .bench-venv/bin/ocrmypdf
 .venv/bin/python -m bench.upload
 .venv/bin/python -m bench.load_faults
+.venv/bin/python -m bench.worker_memory
 .bench-venv/bin/python bench/plot.py docs/benchmarks.json docs/bench_workers.png
 .venv/bin/python -m bench.report docs/benchmarks.json > docs/benchmarks.md
 ```
@@ -37,6 +38,8 @@ def render(report: dict) -> str:
         lines += upload(report["upload"])
     if "load_with_faults" in report:
         lines += load_with_faults(report["load_with_faults"])
+    if "worker_memory" in report:
+        lines += worker_memory(report["worker_memory"])
     return "\n".join(lines) + "\n"
 
 
@@ -182,6 +185,26 @@ def load_with_faults(data: dict) -> list[str]:
         f"{data['drained_in_s']} s |",
         "",
         f"Submit status codes: {data['submit_status_codes']}.",
+        "",
+    ]
+
+
+def worker_memory(data: dict) -> list[str]:
+    return [
+        "## Worker memory",
+        "",
+        f"Resident memory of {data['workers']} workers, each summed over its process "
+        "tree (RQ worker, work horse, pdftoppm, tesseract), sampled every 50 ms while "
+        f"they OCR the {data['pages']}-page `{data['document']}`. Produced by "
+        "`.venv/bin/python -m bench.worker_memory`.",
+        "",
+        "| idle worker (MiB) | busy peak, both workers (MiB) | busy peak per worker, "
+        "median (MiB) | document time (s) | API process (MiB) |",
+        "| --- | --- | --- | --- | --- |",
+        f"| {_list(data['idle_worker_mib'])} | "
+        f"{_list(data['busy_peak_both_workers_mib'])} | "
+        f"{data['busy_peak_per_worker_mib_median']:.1f} | {_list(data['seconds'])} | "
+        f"{data['api_mib']:.1f} |",
         "",
     ]
 

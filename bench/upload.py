@@ -22,11 +22,11 @@ import boto3
 import httpx
 from redis import Redis
 
+from bench.measure import merge_into_report
 from tests.support.servers import free_port, redis_server
 from tests.support.stack import Stack, stack_env
 
 ROOT = Path(__file__).resolve().parents[1]
-REPORT = ROOT / "docs" / "benchmarks.json"
 BUCKET = "pindai-bench"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret"}
 CHUNK = 1024 * 1024
@@ -167,9 +167,7 @@ def main() -> None:
         "api_mb_per_s": size_mb / statistics.median(api_times),
         "boto3_mb_per_s": size_mb / statistics.median(boto_times),
     }
-    report = json.loads(REPORT.read_text()) if REPORT.exists() else {}
-    report["upload"] = result
-    REPORT.write_text(json.dumps(report, indent=2) + "\n")
+    merge_into_report("upload", result)
     print(json.dumps(result, indent=2))
 
 
