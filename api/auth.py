@@ -11,6 +11,7 @@ limits apply per client address.
 
 import hashlib
 import hmac
+import ipaddress
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -65,11 +66,23 @@ async def authorize(
             raise Unauthorized()
         caller = Caller(name=name, authenticated=True)
     else:
-        host = request.client.host if request.client else "unknown"
-        caller = Caller(name=f"ip:{host}", authenticated=False)
+        caller = Caller(name=f"ip:{_client_address(request)}", authenticated=False)
     request.state.caller = caller.name
     await services.limits.count_request(caller)
     return caller
 
 
 CallerDep = Annotated[Caller, Depends(authorize)]
+
+
+def _client_address(request: Request) -> str:
+    """Return the client's IP address, or `unknown` when it is not an address.
+
+    Behind a proxy, Uvicorn takes the address from X-Forwarded-For, which the
+    client writes; anything that is not an IP address must not become an identity.
+    """
+    host = request.client.host if request.client else ""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return "unknown"

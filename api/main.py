@@ -8,7 +8,7 @@ from loguru import logger
 
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
-from api.routes import health, jobs, metrics, ocr, uploads, usage
+from api.routes import health, jobs, languages, metrics, ocr, uploads, usage
 from api.services import open_services, prepare_storage
 from core.logs import configure_logging
 from core.settings import Settings, get_settings
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
+    app.include_router(languages.router)
     app.include_router(ocr.router)
     app.include_router(jobs.router)
     app.include_router(uploads.uploads_router)

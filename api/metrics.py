@@ -11,7 +11,13 @@ import math
 from collections import defaultdict
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -30,6 +36,8 @@ from core.metrics import Histogram as SharedHistogram
 # random paths cannot create a time series per path.
 UNMATCHED_ROUTE = "unmatched"
 
+# The `_created` series of every counter and histogram only double the output.
+disable_created_metrics()
 PROCESS_REGISTRY = CollectorRegistry()
 ProcessCollector(registry=PROCESS_REGISTRY)
 HTTP_REQUESTS = Counter(

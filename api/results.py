@@ -2,9 +2,16 @@
 
 import asyncio
 
-from api.schemas import JobError, JobResult, PageResult
+from api.schemas import JobError, JobResult, PageQuality, PageResult
 from core.errors import ErrorCode, JobNotFound
-from core.jobs import JobRecord, JobStatus, PageOutcome, PageState, page_text_object_key
+from core.jobs import (
+    JobRecord,
+    JobStatus,
+    PageOutcome,
+    PageState,
+    page_text_object_key,
+    result_path,
+)
 from storage import AsyncObjectStorage, ObjectNotFound
 
 # Above this many characters of page text, the result body carries no text and
@@ -24,6 +31,10 @@ async def build_result(
     """Return the result body: summary, every page's state and, if small, the text."""
     result = JobResult.from_record(record)
     result.text_url = text_url(record.job_id)
+    result.output_urls = {
+        output: f"{result_path(record.job_id)}/{output}"
+        for output in record.options.get("outputs", ["text"])
+    }
     if record.status == JobStatus.FAILED:
         result.error = JobError(
             code=record.error_code or ErrorCode.INTERNAL_ERROR,
@@ -43,7 +54,7 @@ async def build_result(
 
     result.pages = [
         page_result(page, by_page.get(page), texts.get(page))
-        for page in range(1, record.page_count + 1)
+        for page in record.pages_to_read()
     ]
     if record.status == JobStatus.FAILED:
         # Pages that never ran share the job's error: they will not run any more.
@@ -69,6 +80,17 @@ def page_result(page: int, outcome: PageOutcome | None, text: str | None) -> Pag
     error = None
     if not outcome.ok:
         error = JobError(code=outcome.error_code, message=outcome.error_message or "")
+    quality = None
+    if outcome.ok and "source" in outcome.extra:
+        quality = PageQuality(
+            source=outcome.extra["source"],
+            rotation=outcome.extra.get("rotation", 0),
+            rotation_confidence=outcome.extra.get("rotation_confidence"),
+            skew=outcome.extra.get("skew", 0.0),
+            words=outcome.extra.get("words", 0),
+            mean_confidence=outcome.extra.get("mean_confidence"),
+            min_confidence=outcome.extra.get("min_confidence"),
+        )
     return PageResult(
         page=page,
         state=outcome.state,
@@ -76,6 +98,7 @@ def page_result(page: int, outcome: PageOutcome | None, text: str | None) -> Pag
         error=error,
         duration_ms=outcome.duration_ms,
         dpi=outcome.extra.get("dpi"),
+        quality=quality,
     )
 
 

@@ -1,6 +1,7 @@
 """Response bodies of the OCR routes, as they appear in the OpenAPI schema."""
 
 from dataclasses import asdict
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -19,6 +20,27 @@ class JobError(BaseModel):
     message: str
 
 
+class PageQuality(BaseModel):
+    source: str = Field(
+        description="ocr, or text_layer when the PDF page's own text was used."
+    )
+    rotation: int = Field(
+        description="Degrees the page was turned clockwise before OCR: 0, 90, 180 "
+        "or 270."
+    )
+    rotation_confidence: float | None = Field(
+        description="Tesseract's orientation confidence; null when not estimated."
+    )
+    skew: float = Field(
+        default=0.0,
+        description="Degrees the page was turned counter-clockwise to level its "
+        "lines; 0 when it was level enough.",
+    )
+    words: int = Field(description="Words recognized.")
+    mean_confidence: float | None = Field(description="Mean word confidence, 0-100.")
+    min_confidence: float | None = Field(description="Lowest word confidence, 0-100.")
+
+
 class PageResult(BaseModel):
     page: int = Field(description="1-based page number.")
     state: PageState
@@ -29,6 +51,9 @@ class PageResult(BaseModel):
     error: JobError | None
     duration_ms: int | None = Field(description="Rendering and OCR time of the page.")
     dpi: int | None = Field(description="Resolution the page was read at.")
+    quality: PageQuality | None = Field(
+        default=None, description="How the page was read; once it is done."
+    )
 
 
 class JobResult(BaseModel):
@@ -64,6 +89,16 @@ class JobResult(BaseModel):
         default=None, description="Every page with its state, once the count is known."
     )
     error: JobError | None = Field(default=None, description="When failed.")
+    tag: str | None = Field(default=None, description="The client's tag, if given.")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The OCR options the job runs with: lang, pages, dpi, psm, mode "
+        "and outputs, as given or defaulted.",
+    )
+    output_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="Where each requested output is served once the job finished.",
+    )
 
     @classmethod
     def from_record(cls, record: JobRecord) -> "JobResult":

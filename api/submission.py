@@ -1,17 +1,26 @@
 """Creating a job once its document is in storage, shared by both upload paths."""
 
+import time
+
 import anyio.to_thread
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from loguru import logger
 from redis.exceptions import RedisError
 
-from api.idempotency import REPLAYED_HEADER, claim_or_replay, released_on_error
+from api.idempotency import (
+    CREATION_GRACE_SECONDS,
+    REPLAYED_HEADER,
+    claim_key,
+    claim_or_replay,
+    release_claim,
+    released_on_error,
+)
 from api.options import JobOptions
 from api.schemas import SubmitResponse
 from api.services import Services
 from core.errors import QueueUnavailable
-from core.filetypes import FileType
+from core.filetypes import PAGED_TYPES, FileType
 from core.jobs import (
     JobRecord,
     JobStatus,
@@ -64,6 +73,7 @@ def new_job_record(
         owner=owner,
         callback_url=options.callback_url,
         tag=options.tag,
+        options=options.ocr_options(),
         base_url=services.settings.PUBLIC_BASE_URL or str(request.base_url),
     )
 
@@ -79,6 +89,8 @@ async def accept_job(
 
     When creating it fails, the claim on `idempotency_key` is released.
     """
+    if idempotency_key is not None:
+        record.idempotency_claim = claim_key(record.owner, idempotency_key)
     async with released_on_error(
         services.async_redis,
         owner=record.owner,
@@ -108,23 +120,37 @@ async def replay_if_seen(
     """
     if idempotency_key is None:
         return None
-    earlier = await claim_or_replay(
-        services.async_redis,
-        owner=owner,
-        key=idempotency_key,
-        content=content,
-        options=options.fingerprint(),
-        job_id=job_id,
-        ttl_seconds=services.settings.RESULT_TTL_SECONDS,
-    )
-    if earlier is None:
-        return None
-    record = await services.reader.get(earlier)
+    while True:
+        earlier = await claim_or_replay(
+            services.async_redis,
+            owner=owner,
+            key=idempotency_key,
+            content=content,
+            options=options.fingerprint(),
+            job_id=job_id,
+            ttl_seconds=services.settings.RESULT_TTL_SECONDS,
+        )
+        if earlier is None:
+            return None
+        record = await services.reader.get(earlier.job_id)
+        if (
+            record is not None
+            or time.time() - earlier.claimed_at < CREATION_GRACE_SECONDS
+        ):
+            break
+        # The earlier job was deleted or expired, or its creation failed without
+        # freeing the key: this request creates the job instead.
+        await release_claim(
+            services.async_redis,
+            owner=owner,
+            key=idempotency_key,
+            job_id=earlier.job_id,
+        )
     # The first request may still be creating its job: report it queued.
     status = record.status if record is not None else JobStatus.QUEUED
-    logger.info("idempotent request replayed", job_id=earlier)
-    request.state.job_id = earlier
-    response = submit_response(earlier, status)
+    logger.info("idempotent request replayed", job_id=earlier.job_id)
+    request.state.job_id = earlier.job_id
+    response = submit_response(earlier.job_id, status)
     response.headers[REPLAYED_HEADER] = "true"
     return response
 
@@ -169,7 +195,7 @@ def _create_and_enqueue(
 ) -> None:
     """Store the job record, its first RQ job and its counts in one transaction."""
     settings = services.settings
-    if record.file_type == FileType.PDF:
+    if record.file_type in PAGED_TYPES:
         function, timeout = PROBE_FUNCTION, probe_timeout_seconds(settings)
     else:
         function, timeout = IMAGE_FUNCTION, page_timeout_seconds(settings)
@@ -177,7 +203,7 @@ def _create_and_enqueue(
         function=function,
         job_id=record.job_id,
         object_key=object_key,
-        options={},
+        options=dict(record.options),
         request_id=record.request_id,
         timeout_seconds=timeout,
     )

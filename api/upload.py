@@ -229,8 +229,8 @@ class _UploadReceiver:
         self.file_type = sniff_file_type(bytes(self.head))
         if self.file_type is None:
             raise UnsupportedMediaType(
-                "The file is not a PNG, JPEG or PDF (judged by its first bytes, not "
-                "its name or Content-Type)."
+                "The file is not a PNG, JPEG, TIFF, WebP or PDF (judged by its first "
+                "bytes, not its name or Content-Type)."
             )
         self.upload = await self.storage.open_upload(self.key)
 

@@ -192,6 +192,8 @@ def submit(
     """
     if idempotency_key is not None and len(files) > 1:
         raise click.UsageError("--idempotency-key applies to one FILE only.")
+    if idempotency_key is not None and not idempotency_key.strip():
+        raise click.UsageError("--idempotency-key must not be empty.")
     if out_dir is not None and not wait:
         raise click.UsageError("--out needs --wait.")
     if out_dir is not None:

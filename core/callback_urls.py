@@ -10,6 +10,7 @@ submit cannot redirect a delivery.
 """
 
 import ipaddress
+import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from urllib.parse import SplitResult, urlsplit
 from core.errors import CallbackUrlRefused, InvalidRequest
 
 MAX_CALLBACK_URL_LENGTH = 2048
+_PRINTABLE_URL = re.compile(r"[\x21-\x7e]+")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -56,6 +58,11 @@ def parse_callback_url(url: str) -> CallbackTarget:
     """Check the form of a callback URL; raise InvalidRequest naming the problem."""
     if len(url) > MAX_CALLBACK_URL_LENGTH:
         raise _invalid(f"longer than {MAX_CALLBACK_URL_LENGTH} characters")
+    if not _PRINTABLE_URL.fullmatch(url):
+        raise _invalid(
+            "use printable ASCII only: percent-encode other characters and write "
+            "international host names in their xn-- form"
+        )
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -78,10 +85,17 @@ def parse_callback_url(url: str) -> CallbackTarget:
 
 def blocked_reason(address: IPAddress, allowed: Iterable[IPNetwork]) -> str | None:
     """Return why `address` may not be reached, or None when it may."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
     if any(address in network for network in allowed):
         return None
+    if isinstance(address, ipaddress.IPv6Address):
+        # IPv6 forms that carry an IPv4 address (mapped, 6to4, Teredo) reach that
+        # IPv4 host, so the embedded address is what gets checked.
+        for embedded in _embedded_ipv4(address):
+            reason = blocked_reason(embedded, allowed)
+            if reason is not None:
+                return reason
+        if address.is_site_local:
+            return "a site-local address"
     if address.is_loopback:
         return "a loopback address"
     if address.is_link_local:
@@ -93,6 +107,13 @@ def blocked_reason(address: IPAddress, allowed: Iterable[IPNetwork]) -> str | No
     if not address.is_global:
         return "a non-public address"
     return None
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    embedded = [address.ipv4_mapped, address.sixtofour]
+    if address.teredo is not None:
+        embedded.extend(address.teredo)
+    return [candidate for candidate in embedded if candidate is not None]
 
 
 def check_addresses(

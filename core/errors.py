@@ -21,6 +21,7 @@ class ErrorCode(StrEnum):
     PDF_CORRUPT = "pdf_corrupt"
     PDF_ENCRYPTED = "pdf_encrypted"
     TOO_MANY_PAGES = "too_many_pages"
+    PAGES_OUT_OF_RANGE = "pages_out_of_range"
     IMAGE_CORRUPT = "image_corrupt"
     IMAGE_TOO_LARGE = "image_too_large"
     OCR_TIMEOUT = "ocr_timeout"
@@ -29,6 +30,7 @@ class ErrorCode(StrEnum):
     CANCELLED = "cancelled"
     DEADLINE_EXCEEDED = "deadline_exceeded"
     PAGE_NOT_FOUND = "page_not_found"
+    OUTPUT_NOT_FOUND = "output_not_found"
     UPLOAD_TIMEOUT = "upload_timeout"
     UPLOAD_NOT_FOUND = "upload_not_found"
     CALLBACK_URL_REFUSED = "callback_url_refused"
@@ -72,7 +74,8 @@ ERROR_SPECS: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: ErrorSpec(
         415,
         False,
-        "The file's bytes are not PNG, JPEG or PDF, or the body is not multipart.",
+        "The file's bytes are not PNG, JPEG, TIFF, WebP or PDF, or the body is not "
+        "multipart.",
     ),
     ErrorCode.JOB_NOT_FOUND: ErrorSpec(
         404, False, "No job has this id: it never existed, expired or is malformed."
@@ -92,7 +95,14 @@ ERROR_SPECS: dict[ErrorCode, ErrorSpec] = {
     ErrorCode.TOO_MANY_PAGES: ErrorSpec(
         422,
         False,
-        "The PDF has more pages than MAX_PAGES; split it.",
+        "The document has more pages than MAX_PAGES and no `pages` option selects "
+        "fewer; split it or select pages.",
+        (JOB,),
+    ),
+    ErrorCode.PAGES_OUT_OF_RANGE: ErrorSpec(
+        422,
+        False,
+        "The pages option selects a page past the end of the document.",
         (JOB,),
     ),
     ErrorCode.IMAGE_CORRUPT: ErrorSpec(
@@ -139,6 +149,11 @@ ERROR_SPECS: dict[ErrorCode, ErrorSpec] = {
     ),
     ErrorCode.PAGE_NOT_FOUND: ErrorSpec(
         404, False, "The job has no page with this number."
+    ),
+    ErrorCode.OUTPUT_NOT_FOUND: ErrorSpec(
+        404,
+        False,
+        "The job was not asked for this output, or has not finished, or failed.",
     ),
     ErrorCode.UNAUTHORIZED: ErrorSpec(
         401,
@@ -239,7 +254,7 @@ class UnsupportedMediaType(PindaiError):
     """The bytes are of a type the API does not OCR."""
 
     code = ErrorCode.UNSUPPORTED_MEDIA_TYPE
-    default_message = "The file is not a PNG, JPEG or PDF."
+    default_message = "The file is not a PNG, JPEG, TIFF, WebP or PDF."
 
 
 class JobNotFound(PindaiError):
@@ -263,6 +278,18 @@ class PdfEncrypted(PindaiError):
     default_message = (
         "The PDF is protected by a password; remove the password and upload it again."
     )
+
+
+class PagesOutOfRange(PindaiError):
+    """The pages option names pages the document does not have."""
+
+    code = ErrorCode.PAGES_OUT_OF_RANGE
+
+
+class OutputNotFound(PindaiError):
+    """The requested output does not exist for this job (yet)."""
+
+    code = ErrorCode.OUTPUT_NOT_FOUND
 
 
 class TooManyPages(PindaiError):

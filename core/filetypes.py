@@ -7,15 +7,26 @@ class FileType(StrEnum):
     PNG = "png"
     JPEG = "jpeg"
     PDF = "pdf"
+    TIFF = "tiff"
+    WEBP = "webp"
 
+
+# Types whose pages fan out like a PDF's: the document is probed, then one queue
+# item is read per page.
+PAGED_TYPES = frozenset({FileType.PDF, FileType.TIFF})
 
 _SIGNATURES: tuple[tuple[bytes, FileType], ...] = (
     (b"\x89PNG\r\n\x1a\n", FileType.PNG),
     (b"\xff\xd8\xff", FileType.JPEG),
     (b"%PDF-", FileType.PDF),
+    # Classic TIFF, little-endian and big-endian byte order.
+    (b"II*\x00", FileType.TIFF),
+    (b"MM\x00*", FileType.TIFF),
 )
+# A WebP file is a RIFF container whose form type, at offset 8, is WEBP.
+_RIFF, _WEBP = b"RIFF", b"WEBP"
 
-SNIFF_BYTES = max(len(signature) for signature, _ in _SIGNATURES)
+SNIFF_BYTES = 12
 """How many leading bytes `sniff_file_type` needs to decide."""
 
 
@@ -29,4 +40,6 @@ def sniff_file_type(head: bytes) -> FileType | None:
     for signature, file_type in _SIGNATURES:
         if head.startswith(signature):
             return file_type
+    if head.startswith(_RIFF) and head[8:12] == _WEBP:
+        return FileType.WEBP
     return None

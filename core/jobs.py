@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from core.ocr_options import parse_page_ranges
+
 
 class JobStatus(StrEnum):
     QUEUED = "queued"
@@ -83,6 +85,20 @@ def page_text_object_key(job_id: str, page: int) -> str:
     return f"jobs/{job_id}/pages/{page:05d}.txt"
 
 
+def page_output_object_key(job_id: str, page: int, output: str) -> str:
+    """Return the key of one page's part of a `words`, `hocr` or `pdf` output."""
+    suffix = {"words": "words.json", "hocr": "hocr", "pdf": "pdf"}[output]
+    return f"jobs/{job_id}/pages/{page:05d}.{suffix}"
+
+
+def output_object_key(job_id: str, output: str) -> str:
+    """Return the key of a job's assembled output; `text` is the document's text."""
+    if output == "text":
+        return text_object_key(job_id)
+    name = {"words": "words.json", "hocr": "document.hocr", "pdf": "document.pdf"}
+    return f"jobs/{job_id}/{name[output]}"
+
+
 def text_object_key(job_id: str) -> str:
     """Return the key of the whole document's text, assembled when the job finishes."""
     return f"jobs/{job_id}/text.txt"
@@ -135,14 +151,28 @@ class JobRecord:
     callback_url: str | None = None
     tag: str | None = None
     base_url: str | None = None
+    # The OCR options (core.ocr_options), and the document pages being read as range
+    # text when the `pages` option selects some (set once the page count is known).
+    options: dict[str, Any] = field(default_factory=dict)
+    page_numbers: str | None = None
+    # The Redis key of the Idempotency-Key claim that created the job, if any.
+    idempotency_claim: str | None = None
+
+    def pages_to_read(self) -> list[int]:
+        """Return the document page numbers this job reads, in order."""
+        if self.page_numbers:
+            return parse_page_ranges(self.page_numbers, max_pages=self.page_count or 0)
+        return list(range(1, (self.page_count or 0) + 1))
 
     def to_redis(self) -> dict[str, str]:
         """Encode as hash fields; None values are left out so HSET can take the rest."""
-        return {
+        fields = {
             name: _encode(value)
             for name, value in asdict(self).items()
-            if value is not None
+            if value is not None and name != "options"
         }
+        fields["options"] = json.dumps(self.options, separators=(",", ":"))
+        return fields
 
     @classmethod
     def from_redis(cls, job_id: str, raw: dict[Any, Any]) -> "JobRecord | None":
@@ -170,11 +200,14 @@ class JobRecord:
             "callback_url",
             "tag",
             "base_url",
+            "page_numbers",
+            "idempotency_claim",
         ):
             setattr(record, name, values.get(name))
         for name in ("duration_ms", "page_count"):
             if name in values:
                 setattr(record, name, int(values[name]))
+        record.options = json.loads(values.get("options") or "{}")
         record.pages_done = int(values.get("pages_done", 0))
         record.partial = values.get("partial") == "1"
         return record

@@ -81,6 +81,19 @@ return {added, done, count, redis.call('HGET', KEYS[1], 'owner') or ''}
 """
 
 
+# Deletes the idempotency claim named in the job's `idempotency_claim` field, if the
+# claim still names this job (ARGV[1]).
+_RELEASE_CLAIM_SCRIPT = """
+local claim = redis.call('HGET', KEYS[1], 'idempotency_claim')
+if not claim then return 0 end
+local value = redis.call('GET', claim)
+if value and cjson.decode(value)['job_id'] == ARGV[1] then
+  return redis.call('DEL', claim)
+end
+return 0
+"""
+
+
 @dataclass(frozen=True)
 class PageRecorded:
     """The effect of recording one page outcome."""
@@ -106,6 +119,7 @@ class JobStore:
         self.ttl_seconds = settings.RESULT_TTL_SECONDS
         self._transition = redis.register_script(_TRANSITION_SCRIPT)
         self._record_page = redis.register_script(_RECORD_PAGE_SCRIPT)
+        self._release_claim = redis.register_script(_RELEASE_CLAIM_SCRIPT)
 
     def create(self, record: JobRecord, pipeline: Pipeline) -> None:
         """Queue the commands that store a new record on `pipeline`."""
@@ -141,10 +155,20 @@ class JobStore:
         )
 
     def set_page_count(
-        self, job_id: str, page_count: int, deadline_seconds: float | None = None
+        self,
+        job_id: str,
+        page_count: int,
+        deadline_seconds: float | None = None,
+        page_numbers: str | None = None,
     ) -> None:
-        """Store the page count and, for multi-page work, the document's deadline."""
+        """Store the page count and, for multi-page work, the document's deadline.
+
+        `page_numbers` is the range text of the pages read when the client selected
+        some; without it the job reads pages 1 to `page_count`.
+        """
         fields: dict[str, object] = {"page_count": page_count}
+        if page_numbers is not None:
+            fields["page_numbers"] = page_numbers
         if deadline_seconds is not None:
             deadline = utc_now() + timedelta(seconds=deadline_seconds)
             fields["deadline_at"] = format_timestamp(deadline)
@@ -192,7 +216,12 @@ class JobStore:
         return self.fail(job_id, ErrorCode.CANCELLED, "The job was cancelled.")
 
     def delete(self, job_id: str) -> None:
-        """Remove the job's records, so that every later read finds no job."""
+        """Remove the job's records, so that every later read finds no job.
+
+        The idempotency key that created the job is freed too, so that a request
+        sent again with it creates a new job instead of naming the deleted one.
+        """
+        self._release_claim(keys=[job_key(job_id)], args=[job_id])
         with self.redis.pipeline() as pipeline:
             pipeline.delete(job_key(job_id), pages_key(job_id), deliveries_key(job_id))
             pipeline.zrem(DEADLINES_KEY, job_id)

@@ -90,6 +90,15 @@ def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
         named = logging.getLogger(name)
         named.handlers = []
         named.propagate = True
-    # botocore logs request details, including signed URLs, at DEBUG.
-    for name in ("botocore", "boto3", "aiobotocore", "urllib3", "s3transfer"):
+    # botocore logs request details, including signed URLs, at DEBUG, and httpx logs
+    # every request URL at INFO: webhook URLs may carry a receiver's token.
+    for name in (
+        "botocore",
+        "boto3",
+        "aiobotocore",
+        "urllib3",
+        "s3transfer",
+        "httpx",
+        "httpcore",
+    ):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -23,13 +23,18 @@ from rq.serializers import JSONSerializer
 from core.settings import Settings
 
 DOCUMENT_QUEUE = "default"
+WEBHOOK_QUEUE = "webhooks"
 PAGE_QUEUE = "pages"
+# In the order workers take them.
+QUEUES = (DOCUMENT_QUEUE, WEBHOOK_QUEUE, PAGE_QUEUE)
 
 PROBE_FUNCTION = "worker.jobs.probe_document"
 IMAGE_FUNCTION = "worker.jobs.ocr_image"
 PAGE_FUNCTION = "worker.jobs.ocr_page"
 FAILURE_CALLBACK = "worker.jobs.record_rq_failure"
 WEBHOOK_FUNCTION = "worker.webhooks.deliver_webhook"
+# The functions whose RQ jobs are stages of an OCR job (see Stage).
+STAGE_FUNCTIONS = frozenset({PROBE_FUNCTION, IMAGE_FUNCTION, PAGE_FUNCTION})
 
 # Time for work outside the per-page limits: download, writes of page text, status
 # updates. RQ's own time limit must never be what stops a job.
@@ -74,10 +79,18 @@ def probe_timeout_seconds(settings: Settings) -> int:
     return int(2 * settings.RASTER_TIMEOUT_SECONDS + JOB_OVERHEAD_SECONDS)
 
 
+def page_work_seconds(settings: Settings) -> float:
+    """Time one page may take within pindai's own limits.
+
+    Rendering (or reading the text layer), orientation detection and OCR may each
+    use their full limit: RASTER_TIMEOUT_SECONDS, then PAGE_TIMEOUT_SECONDS twice.
+    """
+    return settings.RASTER_TIMEOUT_SECONDS + 2 * settings.PAGE_TIMEOUT_SECONDS
+
+
 def page_timeout_seconds(settings: Settings) -> int:
-    """RQ time limit of one page: rendering and OCR may each use their full limit."""
-    per_page = settings.RASTER_TIMEOUT_SECONDS + settings.PAGE_TIMEOUT_SECONDS
-    return int(per_page + JOB_OVERHEAD_SECONDS)
+    """RQ time limit of one page: every step may use its full limit."""
+    return int(page_work_seconds(settings) + JOB_OVERHEAD_SECONDS)
 
 
 def document_deadline_seconds(settings: Settings, page_count: int) -> float:
@@ -86,8 +99,7 @@ def document_deadline_seconds(settings: Settings, page_count: int) -> float:
     Every page may use its full rendering and OCR limits one after another, as if a
     single worker did them all, so the deadline only cuts work that is truly stuck.
     """
-    per_page = settings.RASTER_TIMEOUT_SECONDS + settings.PAGE_TIMEOUT_SECONDS
-    return JOB_OVERHEAD_SECONDS + page_count * per_page
+    return JOB_OVERHEAD_SECONDS + page_count * page_work_seconds(settings)
 
 
 def enqueue_stages(

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     # OCR
     OCR_DPI: int = Field(default=300, ge=50, le=600)
     OCR_LANG: str = Field(default="eng", pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$")
+    # Detect each page's orientation with Tesseract's OSD (when the osd pack is
+    # installed) and turn pages whose estimate reaches the confidence threshold.
+    OCR_DETECT_ORIENTATION: bool = True
+    OCR_ROTATION_MIN_CONFIDENCE: float = Field(default=2.0, ge=0)
+    # Level pages scanned up to 5 degrees off before OCR.
+    OCR_DESKEW: bool = True
     PAGE_TIMEOUT_SECONDS: float = Field(default=10.0, gt=0)
     RASTER_TIMEOUT_SECONDS: float = Field(default=30.0, gt=0)
     TOOL_MEMORY_LIMIT_MB: int = Field(default=2048, ge=0)

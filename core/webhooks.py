@@ -20,9 +20,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from redis import Redis
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.job import JobStatus as RqJobStatus
+from rq.serializers import JSONSerializer
 
 from core.jobs import JobRecord, JobStatus, PageOutcome
-from core.queueing import WEBHOOK_FUNCTION, create_queue
+from core.queueing import WEBHOOK_FUNCTION, WEBHOOK_QUEUE, create_queue
 from core.settings import Settings
 
 WEBHOOKS_DUE_KEY = "pindai:webhooks:due"
@@ -32,6 +36,7 @@ DELIVERY_HEADER = "Pindai-Delivery"
 EVENT = "job.ended"
 # A claimed entry is taken again this long after its delivery's time limit.
 CLAIM_MARGIN_SECONDS = 60
+MAX_RETRY_DELAY_SECONDS = 6 * 3600
 
 # Moves due entries (score <= ARGV[1]) to score ARGV[2] and returns their ids.
 _CLAIM_SCRIPT = """
@@ -48,8 +53,13 @@ def deliveries_key(job_id: str) -> str:
 
 
 def retry_delay_seconds(settings: Settings, attempt: int) -> float:
-    """Seconds between attempt `attempt` (1-based) and the next: x4 each time."""
-    return settings.WEBHOOK_RETRY_SECONDS * 4 ** (attempt - 1)
+    """Seconds between attempt `attempt` (1-based) and the next: x4 each time.
+
+    Capped at MAX_RETRY_DELAY_SECONDS, so that late retries still come before the
+    job's record expires.
+    """
+    delay = settings.WEBHOOK_RETRY_SECONDS * 4 ** min(attempt - 1, 20)
+    return min(delay, MAX_RETRY_DELAY_SECONDS)
 
 
 def delivery_time_limit(settings: Settings) -> int:
@@ -62,17 +72,35 @@ def dispatch_due(redis: Redis, settings: Settings, limit: int = 50) -> list[str]
     claim_until = now + delivery_time_limit(settings) + CLAIM_MARGIN_SECONDS
     claimed = redis.eval(_CLAIM_SCRIPT, 1, WEBHOOKS_DUE_KEY, now, claim_until, limit)
     job_ids = [member.decode() for member in claimed]
-    queue = create_queue(redis)
+    queue = create_queue(redis, WEBHOOK_QUEUE)
     for job_id in job_ids:
+        if _delivery_pending(redis, job_id):
+            # Still waiting in the queue or running: the claim was renewed above,
+            # and enqueueing it again would deliver twice.
+            continue
         queue.enqueue(
             WEBHOOK_FUNCTION,
             args=(job_id,),
-            job_id=f"{job_id}-webhook",
+            job_id=delivery_rq_job_id(job_id),
             job_timeout=delivery_time_limit(settings),
             result_ttl=600,
             failure_ttl=settings.RESULT_TTL_SECONDS,
         )
     return job_ids
+
+
+def _delivery_pending(redis: Redis, job_id: str) -> bool:
+    try:
+        rq_job = Job.fetch(
+            delivery_rq_job_id(job_id), connection=redis, serializer=JSONSerializer
+        )
+    except NoSuchJobError:
+        return False
+    return rq_job.get_status() in (RqJobStatus.QUEUED, RqJobStatus.STARTED)
+
+
+def delivery_rq_job_id(job_id: str) -> str:
+    return f"{job_id}-webhook"
 
 
 def schedule_retry(redis: Redis, job_id: str, at: float) -> None:

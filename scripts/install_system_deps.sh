@@ -5,8 +5,12 @@
 # exits 1.
 set -euo pipefail
 
-languages="${TESSERACT_LANGS:-eng osd}"
-packages=(tesseract-ocr poppler-utils redis-server "$@")
+# The language packs: TESSERACT_LANGS, else the file tesseract-languages, which the
+# worker image reads too.
+root="$(cd "$(dirname "$0")/.." && pwd)"
+languages="${TESSERACT_LANGS:-$(cat "$root/tesseract-languages")}"
+# python3-venv: Debian's python3 cannot create the virtualenv without it.
+packages=(tesseract-ocr poppler-utils redis-server python3-venv "$@")
 for language in $languages; do
   packages+=("tesseract-ocr-${language}")
 done

@@ -177,8 +177,8 @@ def ops_stack(
 ) -> Iterator[Stack]:
     """API and two workers with API keys, a metrics token and webhooks switched on.
 
-    Webhooks may reach loopback, where the tests run their receivers, and a failed
-    delivery is retried after 1 s instead of 30 s.
+    Webhooks may reach loopback, where the tests run their receivers, a delivery
+    times out after 2 s, and a failed one is retried after 1 s instead of 30 s.
     """
     root = tmp_path_factory.mktemp("ops-stack")
     api_keys = ",".join(entry_for(name, key) for name, key in OPS_KEYS.items())
@@ -192,6 +192,7 @@ def ops_stack(
         WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8",
         WEBHOOK_RETRY_SECONDS="1",
         WEBHOOK_MAX_ATTEMPTS="3",
+        WEBHOOK_TIMEOUT_SECONDS="2",
     ) as stack:
         yield stack
 

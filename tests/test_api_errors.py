@@ -33,7 +33,7 @@ def test_readiness_ok(client: TestClient) -> None:
     assert response.json() == {
         "status": "ok",
         "workers": 0,
-        "queues": {"default": 0, "pages": 0},
+        "queues": {"default": 0, "webhooks": 0, "pages": 0},
     }
 
 

@@ -69,7 +69,11 @@ def test_submit_enqueues_key_not_bytes(client: TestClient, settings: Settings) -
     redis = Redis.from_url(settings.REDIS_URL)
     rq_job = Job.fetch(f"{job_id}-image", connection=redis, serializer=JSONSerializer)
     assert rq_job.func_name == "worker.jobs.ocr_image"
-    assert list(rq_job.args) == [job_id, f"jobs/{job_id}/source", {}]
+    assert list(rq_job.args) == [
+        job_id,
+        f"jobs/{job_id}/source",
+        {"mode": "auto", "outputs": ["text"]},
+    ]
     raw = redis.hgetall(f"rq:job:{job_id}-image")
     assert all(b"\x89PNG" not in value for value in raw.values())
     assert sum(len(value) for value in raw.values()) < 4096

@@ -78,7 +78,7 @@ def test_procfile_commands() -> None:
     assert set(commands) == {"web", "worker"}
     assert commands["web"].startswith("uvicorn api.main:app ")
     assert commands["worker"].startswith("rq worker --url ")
-    assert commands["worker"].endswith(" default pages")
+    assert commands["worker"].endswith(" default webhooks pages")
 
 
 def test_procfile_rejects_bad_line(tmp_path: Path) -> None:

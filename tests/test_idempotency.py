@@ -136,3 +136,26 @@ def test_direct_upload_of_same_file_replays(s3_api: TestClient) -> None:
     assert again.json()["job_id"] == first.json()["job_id"]
     assert other.status_code == 409
     assert other.json()["error"]["code"] == "idempotency_conflict"
+
+
+def test_key_free_after_delete(client: TestClient) -> None:
+    first = submit(client, PNG, "retry-7").json()["job_id"]
+    client.delete(f"/api/v1/ocr/jobs/{first}")  # cancels the queued job
+    assert client.delete(f"/api/v1/ocr/jobs/{first}").status_code == 204
+
+    again = submit(client, PNG, "retry-7")
+
+    assert again.status_code == 202
+    assert again.json()["job_id"] != first
+    assert "idempotent-replayed" not in again.headers
+
+
+def test_key_sent_twice_rejected(client: TestClient) -> None:
+    response = client.post(
+        "/api/v1/ocr/submit",
+        files={"file": ("scan", PNG)},
+        headers=[("Idempotency-Key", "a"), ("Idempotency-Key", "b")],
+    )
+
+    assert response.status_code == 422
+    assert "once" in response.json()["error"]["message"]

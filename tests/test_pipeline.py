@@ -334,7 +334,8 @@ def test_timeout_page_makes_partial(local_stack: Stack, tmp_path: Path) -> None:
         CASES / "ok_vector_1page.pdf",
         CASES / "pdf_dense_text_slow.pdf",
     )
-    job_id = local_stack.submit_ok(pdf)
+    # Both pages have a text layer, which mode auto would read without OCR.
+    job_id = local_stack.submit_ok(pdf, options={"mode": "force"})
 
     body = local_stack.wait_for(job_id)
 
@@ -452,4 +453,4 @@ def test_readiness_reports_workers(local_stack: Stack) -> None:
 
     assert body["status"] == "ok"
     assert body["workers"] == 2
-    assert set(body["queues"]) == {"default", "pages"}
+    assert set(body["queues"]) == {"default", "webhooks", "pages"}

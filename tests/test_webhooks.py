@@ -17,9 +17,12 @@ from redis import Redis
 from api.main import create_app
 from core.callback_urls import blocked_reason, parse_allowed_networks
 from core.jobs import JobRecord, JobStatus
+from core.jobstore import JobStore
+from core.webhooks import WEBHOOKS_DUE_KEY, deliveries_key, delivery_rq_job_id
 from tests.conftest import CASES, OPS_KEYS, OPS_WEBHOOK_SECRET, make_settings
 from tests.support.servers import ReceivedRequest, WebhookReceiver
 from tests.support.stack import Stack
+from worker.recovery import recover_stage
 from worker.webhooks import attempt_delivery
 
 pytestmark = pytest.mark.integration
@@ -214,22 +217,26 @@ def test_loopback_refused_without_allow_list(redis_url: str, tmp_path: Path) -> 
     assert list((tmp_path / "storage").rglob("source")) == []
 
 
-def test_delivery_rechecks_address(redis_url: str, tmp_path: Path) -> None:
-    # Accepted at submit under an allow-list that the workers no longer have: the
-    # delivery must check the address again and send nothing.
-    settings = make_settings(redis_url, tmp_path / "storage", WEBHOOK_SECRET="s")
-    redis = Redis.from_url(redis_url)
-    record = JobRecord(
-        job_id="0" * 32,
-        status=JobStatus.FINISHED,
+def callback_job(job_id: str, status: JobStatus, callback_url: str) -> JobRecord:
+    return JobRecord(
+        job_id=job_id,
+        status=status,
         file_type="png",
         filename=None,
         sha256="",
         size_bytes=1,
         request_id="r",
         created_at="2026-01-01T00:00:00.000Z",
-        callback_url="http://127.0.0.1:9/hook",
+        callback_url=callback_url,
     )
+
+
+def test_delivery_rechecks_address(redis_url: str, tmp_path: Path) -> None:
+    # Accepted at submit under an allow-list that the workers no longer have: the
+    # delivery must check the address again and send nothing.
+    settings = make_settings(redis_url, tmp_path / "storage", WEBHOOK_SECRET="s")
+    redis = Redis.from_url(redis_url)
+    record = callback_job("0" * 32, JobStatus.FINISHED, "http://127.0.0.1:9/hook")
     with WebhookReceiver() as receiver:
         record.callback_url = f"{receiver.url}/hook"
         outcome = attempt_delivery(redis, settings, record)
@@ -254,6 +261,10 @@ def test_delivery_rechecks_address(redis_url: str, tmp_path: Path) -> None:
         ("224.0.0.1", True),
         ("8.8.8.8", False),
         ("2001:4860:4860::8888", False),
+        ("2002:7f00:1::1", True),
+        ("2002:a9fe:a9fe::1", True),
+        ("fec0::1", True),
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", True),
     ],
 )
 def test_address_classes(address: str, blocked: bool) -> None:
@@ -268,3 +279,56 @@ def test_allowed_network_admits_address() -> None:
     assert blocked_reason(ipaddress.ip_address("10.9.8.7"), allowed) is None
     assert blocked_reason(ipaddress.ip_address("fd00:ec2::254"), allowed) is None
     assert blocked_reason(ipaddress.ip_address("192.168.0.1"), allowed) is not None
+
+
+def test_slow_receiver_times_out(ops_stack: Stack) -> None:
+    with WebhookReceiver(drip_seconds=0.5) as receiver:
+        response = submit_with(ops_stack, PNG, callback_url=f"{receiver.url}/slow")
+        job_id = response.json()["job_id"]
+        record = wait_for_state(ops_stack, job_id, "retrying")
+
+    [attempt] = record["attempts"]
+    assert attempt["outcome"] == "failed"
+    assert "2 s" in attempt["error"]
+    assert attempt["duration_ms"] < 5000
+
+
+def test_huge_answer_not_read(ops_stack: Stack) -> None:
+    with WebhookReceiver(body_bytes=200 * 1024 * 1024) as receiver:
+        response = submit_with(ops_stack, PNG, callback_url=f"{receiver.url}/big")
+        job_id = response.json()["job_id"]
+        record = wait_for_state(ops_stack, job_id, "delivered")
+
+    assert record["attempts"][0]["duration_ms"] < 2000
+
+
+def test_callback_with_control_character(ops_stack: Stack) -> None:
+    for url in ("http://127.0.0.1:9/ctl\x01x", "http://exämple.org/"):
+        response = submit_with(ops_stack, PNG, callback_url=url)
+
+        assert response.status_code == 422, url
+        assert "printable ASCII" in response.json()["error"]["message"]
+
+
+def test_lost_delivery_counted(redis_url: str, tmp_path: Path) -> None:
+    settings = make_settings(
+        redis_url, tmp_path / "storage", WEBHOOK_SECRET="s", WEBHOOK_MAX_ATTEMPTS=3
+    )
+    redis = Redis.from_url(redis_url)
+    record = callback_job("1" * 32, JobStatus.QUEUED, "https://hooks.example.org/h")
+    store = JobStore(redis, settings)
+    with redis.pipeline() as pipeline:
+        store.create(record, pipeline)
+        pipeline.execute()
+    store.fail(record.job_id, "cancelled", "The job was cancelled.")
+
+    # The work horse delivering it dies; the worker recovers the RQ job.
+    recover_stage(redis, settings, delivery_rq_job_id(record.job_id))
+
+    [attempt] = [
+        json.loads(item) for item in redis.lrange(deliveries_key(record.job_id), 0, -1)
+    ]
+    assert attempt["outcome"] == "failed"
+    assert "died" in attempt["error"]
+    assert attempt["next_attempt_at"] is not None
+    assert redis.zscore(WEBHOOKS_DUE_KEY, record.job_id) is not None

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageDraw, ImageFont
 
 from core.errors import (
     ImageCorrupt,
@@ -15,8 +16,10 @@ from core.errors import (
     PdfCorrupt,
     PdfEncrypted,
 )
-from tests.conftest import CASES
+from core.filetypes import FileType, sniff_file_type
+from tests.conftest import CASES, DATA
 from tests.support.stack import tool_processes
+from worker.deskew import estimate_skew
 from worker.images import prepare_image
 from worker.process import ToolTimeout, run_tool
 from worker.rasterize import (
@@ -26,7 +29,8 @@ from worker.rasterize import (
     read_pgm_size,
     render_page,
 )
-from worker.tesseract import clean_text, recognize_text
+from worker.tesseract import clean_text, detect_orientation, recognize_text
+from worker.text_layer import read_text_layer, read_text_layer_words
 
 GIB = 1024**3
 
@@ -272,3 +276,81 @@ def command_lines_containing(fragment: str) -> list[str]:
         if fragment in command_line:
             found.append(command_line)
     return found
+
+
+def lined_page(path: Path, angle: float) -> None:
+    """Write a page of text lines turned `angle` degrees counter-clockwise."""
+    font = ImageFont.load_default(size=28)
+    page = Image.new("L", (1700, 2200), 255)
+    draw = ImageDraw.Draw(page)
+    for line in range(30):
+        draw.text(
+            (150, 150 + line * 60),
+            "The quick brown fox jumps over " * 2,
+            font=font,
+            fill=0,
+        )
+    page.rotate(angle, resample=Image.Resampling.BICUBIC, fillcolor=255).save(path)
+
+
+@pytest.mark.parametrize("angle", [-3.0, -1.2, 0.0, 2.5])
+def test_skew_estimated(tmp_path: Path, angle: float) -> None:
+    lined_page(tmp_path / "page.png", angle)
+
+    measured = estimate_skew(tmp_path / "page.png")
+
+    assert abs(measured + angle) <= 0.3
+
+
+def test_orientation_detected(tmp_path: Path) -> None:
+    image = tmp_path / "turned.png"
+    image.write_bytes((DATA / "phototest-rotated-R.png").read_bytes())
+
+    orientation = detect_orientation(image, timeout_s=30, memory_limit_bytes=2 * GIB)
+
+    assert orientation is not None
+    assert orientation.rotate == 270
+    assert orientation.confidence > 2
+
+
+def test_orientation_unknown_on_blank(tmp_path: Path) -> None:
+    image = tmp_path / "blank.png"
+    Image.new("L", (800, 600), 255).save(image)
+
+    assert detect_orientation(image, timeout_s=30, memory_limit_bytes=2 * GIB) is None
+
+
+def test_text_layer_read(tmp_path: Path) -> None:
+    pdf = DATA / "jungle_book_p5.pdf"
+
+    text = read_text_layer(pdf, 1, timeout_s=30, memory_limit_bytes=2 * GIB)
+    words = read_text_layer_words(
+        pdf, 1, dpi=144, timeout_s=30, memory_limit_bytes=2 * GIB
+    )
+
+    assert text is not None
+    assert text.startswith("The Jungle Book")
+    assert [word["text"] for word in words[:3]] == ["The", "Jungle", "Book"]
+    # At 144 dpi a point is two pixels: the title sits in the page's top inch.
+    assert 0 < words[0]["box"][1] < 144
+
+
+def test_scanned_page_has_no_text_layer() -> None:
+    layer = read_text_layer(
+        DATA / "scan_3p.pdf", 3, timeout_s=30, memory_limit_bytes=2 * GIB
+    )
+
+    assert layer is None
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b"II*\x00\x08\x00\x00\x00", FileType.TIFF),
+        (b"MM\x00*\x00\x00\x00\x08", FileType.TIFF),
+        (b"RIFF\x10\x00\x00\x00WEBPVP8 ", FileType.WEBP),
+        (b"RIFF\x10\x00\x00\x00WAVEfmt ", None),
+    ],
+)
+def test_new_signatures(head: bytes, expected: FileType | None) -> None:
+    assert sniff_file_type(head) == expected

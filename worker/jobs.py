@@ -25,15 +25,17 @@ from core.errors import (
     DeadlineExceeded,
     InternalError,
     OcrTimeout,
+    PagesOutOfRange,
     PdfCorrupt,
     PindaiError,
     StorageUnavailable,
     TooManyPages,
     UnsupportedMediaType,
 )
-from core.filetypes import FileType, sniff_file_type
-from core.jobs import JobStatus, parse_timestamp, utc_now
+from core.filetypes import PAGED_TYPES, FileType, sniff_file_type
+from core.jobs import JobStatus, PageOutcome, parse_timestamp, utc_now
 from core.jobstore import JobStore
+from core.ocr_options import format_page_ranges, parse_page_ranges
 from core.queueing import (
     PAGE_FUNCTION,
     PAGE_QUEUE,
@@ -45,13 +47,14 @@ from core.queueing import (
 from core.settings import Settings, get_settings
 from storage import ObjectStorage, StorageError, create_storage
 from worker.document import DocumentWriter, error_of
-from worker.images import prepare_image
+from worker.images import count_frames, prepare_image
 from worker.leases import hold_lease
-from worker.pages import ocr_pdf_page, ocr_prepared_image
+from worker.pages import PageRequest, PageResult, read_image, read_pdf_page
 from worker.rasterize import PdfInfo, choose_dpi, read_image_resolutions, read_pdf_info
 from worker.recovery import recover_stage
 from worker.retry import retry_transient
 from worker.source_cache import cached_source, drop_cached_source
+from worker.tesseract import installed_languages
 from worker.workdir import job_directory
 
 T = TypeVar("T")
@@ -238,32 +241,74 @@ def _source(context: StageContext) -> Path:
     )
 
 
+def _selected_pages(context: StageContext, page_count: int) -> list[int]:
+    """Return the pages to read: the `pages` option within the document, or all.
+
+    Raises PagesOutOfRange when the option names a page past the end, and
+    TooManyPages when the document has more than MAX_PAGES pages and no selection.
+    """
+    settings = context.settings
+    selection = context.options.get("pages")
+    if selection is None:
+        if page_count > settings.MAX_PAGES:
+            raise TooManyPages(
+                f"The document has {page_count} pages; the limit is "
+                f"{settings.MAX_PAGES}. Split it, or select pages with `pages`."
+            )
+        return list(range(1, page_count + 1))
+    pages = parse_page_ranges(selection, settings.MAX_PAGES)
+    beyond = [page for page in pages if page > page_count]
+    if beyond:
+        raise PagesOutOfRange(
+            f"The document has {page_count} pages; `pages` selects page {beyond[0]}."
+        )
+    return pages
+
+
 def _read_pdf(context: StageContext, pdf: Path) -> PdfInfo:
     settings = context.settings
+    selection = context.options.get("pages")
+    last_page = settings.MAX_PAGES
+    if selection is not None:
+        last_page = parse_page_ranges(selection, settings.MAX_PAGES)[-1]
     info = read_pdf_info(
         pdf,
         timeout_s=settings.RASTER_TIMEOUT_SECONDS,
         memory_limit_bytes=settings.TOOL_MEMORY_LIMIT_MB * 1024 * 1024,
-        max_pages=settings.MAX_PAGES,
+        max_pages=last_page,
     )
     if info.page_count == 0:
         raise PdfCorrupt("The PDF has no pages.")
-    if info.page_count > settings.MAX_PAGES:
-        raise TooManyPages(
-            f"The PDF has {info.page_count} pages; the limit is "
-            f"{settings.MAX_PAGES}. Split it and submit the parts."
-        )
     return info
 
 
 def _probe(context: StageContext) -> dict:
     if not _start(context):
         return {"skipped": True}
-    settings = context.settings
     source = _source(context)
     _record_checksum(context, source)
-    if _sniff(source) != FileType.PDF:
-        raise UnsupportedMediaType("The document is not a PDF.")
+    file_type = _sniff(source)
+    if file_type == FileType.PDF:
+        page_count, page_options = _probe_pdf(context, source)
+    elif file_type == FileType.TIFF:
+        page_count = count_frames(source, max_pixels=context.settings.MAX_IMAGE_PIXELS)
+        page_options = {}
+    else:
+        raise UnsupportedMediaType("The document is not a PDF or TIFF.")
+    pages = _selected_pages(context, page_count)
+    _fan_out(context, pages, page_options)
+    logger.info(
+        "document probed",
+        file_type=file_type,
+        page_count=page_count,
+        pages_selected=len(pages),
+    )
+    return {"page_count": page_count, "pages": len(pages)}
+
+
+def _probe_pdf(context: StageContext, source: Path) -> tuple[int, dict[int, dict]]:
+    """Read the page count and, per page, the size and resolution to render at."""
+    settings = context.settings
     info = _read_pdf(context, source)
     resolutions = read_image_resolutions(
         source,
@@ -271,38 +316,52 @@ def _probe(context: StageContext) -> dict:
         timeout_s=settings.RASTER_TIMEOUT_SECONDS,
         memory_limit_bytes=settings.TOOL_MEMORY_LIMIT_MB * 1024 * 1024,
     )
+    page_options = {
+        page: {
+            "dpi": choose_dpi(resolutions.get(page), settings.OCR_DPI),
+            "size": size,
+        }
+        for page, size in info.page_sizes.items()
+    }
+    return info.page_count, page_options
+
+
+def _fan_out(
+    context: StageContext, pages: list[int], page_options: dict[int, dict]
+) -> None:
+    """Store the page count and deadline, then enqueue one item per page."""
+    settings = context.settings
+    selected = context.options.get("pages") is not None
     context.store.set_page_count(
         context.job_id,
-        info.page_count,
-        deadline_seconds=document_deadline_seconds(settings, info.page_count),
+        len(pages),
+        deadline_seconds=document_deadline_seconds(settings, len(pages)),
+        page_numbers=format_page_ranges(pages) if selected else None,
     )
-    stages = []
-    for page in range(1, info.page_count + 1):
-        options = dict(
-            context.options,
-            page=page,
-            dpi=choose_dpi(resolutions.get(page), settings.OCR_DPI),
-            size=info.page_sizes.get(page),
+    stages = [
+        Stage(
+            function=PAGE_FUNCTION,
+            job_id=context.job_id,
+            object_key=context.object_key,
+            options=dict(
+                context.options,
+                page=page,
+                render_dpi=page_options.get(page, {}).get("dpi", settings.OCR_DPI),
+                size=page_options.get(page, {}).get("size"),
+            ),
+            request_id=context.rq_job.meta.get("request_id", ""),
+            timeout_seconds=page_timeout_seconds(settings),
+            queue=PAGE_QUEUE,
         )
-        stages.append(
-            Stage(
-                function=PAGE_FUNCTION,
-                job_id=context.job_id,
-                object_key=context.object_key,
-                options=options,
-                request_id=context.rq_job.meta.get("request_id", ""),
-                timeout_seconds=page_timeout_seconds(settings),
-                queue=PAGE_QUEUE,
-            )
-        )
+        for page in pages
+    ]
     enqueue_stages(context.rq_job.connection, settings, stages)
-    logger.info(
-        "document probed",
-        file_type=FileType.PDF,
-        page_count=info.page_count,
-        native_dpi_pages=len(resolutions),
+
+
+def _page_request(context: StageContext) -> PageRequest:
+    return PageRequest.from_options(
+        context.options, context.settings, installed_languages()
     )
-    return {"page_count": info.page_count}
 
 
 def _ocr_page(context: StageContext) -> dict:
@@ -319,28 +378,64 @@ def _ocr_page(context: StageContext) -> dict:
         raise DeadlineExceeded()
 
     source = _source(context)
-    size = context.options.get("size")
+    request = _page_request(context)
+    settings = context.settings
     with job_directory() as workdir:
-        result = ocr_pdf_page(
-            source,
-            page,
-            workdir,
-            settings=context.settings,
-            dpi=int(context.options.get("dpi") or context.settings.OCR_DPI),
-            size_points=tuple(size) if size else None,
-        )
-    if result.text is not None:
-        context.writer.save_page_text(page, result.text)
-    context.writer.record(result.outcome)
+        if record.file_type == FileType.TIFF:
+            result = _read_tiff_page(source, page, workdir, request, settings)
+        else:
+            size = context.options.get("size")
+            result = read_pdf_page(
+                source,
+                page,
+                workdir,
+                request=request,
+                settings=settings,
+                dpi=int(context.options.get("render_dpi") or settings.OCR_DPI),
+                size_points=tuple(size) if size else None,
+            )
+        context.writer.save_page(result)
     if not result.outcome.ok:
         raise error_of(result.outcome)
     return {"page": page, "chars": len(result.text or "")}
 
 
+def _read_tiff_page(
+    source: Path,
+    page: int,
+    workdir: Path,
+    request: PageRequest,
+    settings: Settings,
+) -> PageResult:
+    try:
+        prepared = prepare_image(
+            source,
+            workdir,
+            max_pixels=settings.MAX_IMAGE_PIXELS,
+            frame=page - 1,
+            dpi_override=request.dpi,
+        )
+    except PindaiError as error:
+        return PageResult(
+            PageOutcome(
+                page=page,
+                duration_ms=0,
+                error_code=error.code,
+                error_message=error.message,
+            ),
+            None,
+        )
+    return read_image(prepared, page, request=request, settings=settings)
+
+
 def _ocr_image(context: StageContext) -> dict:
     if not _start(context):
         return {"skipped": True}
+    selection = context.options.get("pages")
+    if selection is not None and selection != "1":
+        raise PagesOutOfRange(f"An image has one page; `pages` selects {selection}.")
     context.store.set_page_count(context.job_id, 1)
+    request = _page_request(context)
     with job_directory() as workdir:
         source = workdir / "source"
         retry_transient(
@@ -348,15 +443,16 @@ def _ocr_image(context: StageContext) -> dict:
             operation="download source",
         )
         _record_checksum(context, source)
-        if _sniff(source) == FileType.PDF:
-            raise UnsupportedMediaType("The document is a PDF, not an image.")
+        if _sniff(source) in PAGED_TYPES:
+            raise UnsupportedMediaType("The document is a PDF or TIFF, not an image.")
         prepared = prepare_image(
-            source, workdir, max_pixels=context.settings.MAX_IMAGE_PIXELS
+            source,
+            workdir,
+            max_pixels=context.settings.MAX_IMAGE_PIXELS,
+            dpi_override=request.dpi,
         )
-        result = ocr_prepared_image(prepared, settings=context.settings)
-    if result.text is not None:
-        context.writer.save_page_text(1, result.text)
-    context.writer.record(result.outcome)
+        result = read_image(prepared, 1, request=request, settings=context.settings)
+        context.writer.save_page(result)
     if not result.outcome.ok:
         raise error_of(result.outcome)
     return {"page": 1, "chars": len(result.text or "")}

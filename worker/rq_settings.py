@@ -11,5 +11,6 @@ _settings = get_settings()
 configure_logging(_settings.LOG_LEVEL, _settings.LOG_JSON)
 
 # Documents first: a small job waits only for pages already running, not for every
-# page of a long document queued before it.
-QUEUES = ["default", "pages"]
+# page of a long document queued before it. Webhook deliveries, each bounded by
+# WEBHOOK_TIMEOUT_SECONDS, come before pages so that a backlog does not delay them.
+QUEUES = ["default", "webhooks", "pages"]

@@ -12,6 +12,7 @@ from core.heartbeats import record_heartbeat, remove_heartbeat
 from core.settings import get_settings
 from worker.leases import release_lease
 from worker.recovery import recover_stage, run_monitor_pass
+from worker.tesseract import installed_languages
 from worker.workdir import remove_stale_directories
 
 # How often each worker looks for expired leases and overdue documents.
@@ -32,7 +33,9 @@ class OcrWorker(Worker):
     def bootstrap(self, *args, **kwargs) -> None:
         remove_stale_directories()
         super().bootstrap(*args, **kwargs)
-        record_heartbeat(self.connection, self.name)
+        self._languages = installed_languages()
+        logger.info("tesseract languages", languages="+".join(self._languages))
+        record_heartbeat(self.connection, self.name, self._languages)
         self._monitor_stop = threading.Event()
         monitor = threading.Thread(
             target=self._monitor, name="pindai-monitor", daemon=True
@@ -53,7 +56,7 @@ class OcrWorker(Worker):
         while not self._monitor_stop.wait(MONITOR_INTERVAL_SECONDS):
             passes += 1
             try:
-                record_heartbeat(connection, self.name)
+                record_heartbeat(connection, self.name, self._languages)
                 run_monitor_pass(
                     connection,
                     settings,

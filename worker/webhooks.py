@@ -6,8 +6,10 @@ address, with the original host name sent as Host and as the TLS server name.
 Redirects are not followed, because a redirect could point at a forbidden address.
 """
 
+import threading
 import time
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlunsplit
 
 import httpx
@@ -45,6 +47,8 @@ from core.webhooks import (
 )
 
 USER_AGENT = "pindai-webhooks/0.1"
+# Receivers reply with an empty body or a short acknowledgement; the rest is dropped.
+MAX_RESPONSE_BYTES = 64 * 1024
 # Error texts kept in delivery records are cut to this length.
 MAX_ERROR_CHARS = 200
 
@@ -71,33 +75,61 @@ def attempt_delivery(connection: Redis, settings: Settings, record: JobRecord) -
 
     Returns the attempt's outcome: delivered, failed or rejected.
     """
-    job_id = record.job_id
-    number = int(connection.llen(deliveries_key(job_id))) + 1
+    number = int(connection.llen(deliveries_key(record.job_id))) + 1
     started = time.monotonic()
     attempted_at = format_timestamp(utc_now())
     outcome, status_code, error = _send(connection, settings, record)
+    _conclude(
+        connection,
+        settings,
+        DeliveryAttempt(
+            attempt=number,
+            attempted_at=attempted_at,
+            outcome=outcome,
+            status_code=status_code,
+            error=error,
+            duration_ms=int((time.monotonic() - started) * 1000),
+        ),
+        record.job_id,
+        _host_of(record.callback_url or ""),
+    )
+    return outcome
 
-    retry_at = None
-    if outcome == "failed" and number < settings.WEBHOOK_MAX_ATTEMPTS:
-        retry_at = time.time() + retry_delay_seconds(settings, number)
-        schedule_retry(connection, job_id, retry_at)
-    else:
-        finish_delivery(connection, job_id)
+
+def record_lost_delivery(connection: Redis, settings: Settings, job_id: str) -> None:
+    """Count a delivery whose work horse died as a failed attempt, and retry it."""
+    number = int(connection.llen(deliveries_key(job_id))) + 1
     attempt = DeliveryAttempt(
         attempt=number,
-        attempted_at=attempted_at,
-        outcome=outcome,
-        status_code=status_code,
-        error=error,
-        duration_ms=int((time.monotonic() - started) * 1000),
-        next_attempt_at=_format_epoch(retry_at),
+        attempted_at=format_timestamp(utc_now()),
+        outcome="failed",
+        status_code=None,
+        error="The worker making the delivery died.",
+        duration_ms=0,
     )
+    with logger.contextualize(job_id=job_id):
+        _conclude(connection, settings, attempt, job_id, "unknown")
+
+
+def _conclude(
+    connection: Redis,
+    settings: Settings,
+    attempt: DeliveryAttempt,
+    job_id: str,
+    host: str,
+) -> None:
+    """Schedule the retry or end the delivery, then record and log the attempt."""
+    retry_at = None
+    if attempt.outcome == "failed" and attempt.attempt < settings.WEBHOOK_MAX_ATTEMPTS:
+        retry_at = time.time() + retry_delay_seconds(settings, attempt.attempt)
+        schedule_retry(connection, job_id, retry_at)
+        attempt.next_attempt_at = _format_epoch(retry_at)
+    else:
+        finish_delivery(connection, job_id)
     record_attempt(connection, job_id, attempt, settings.RESULT_TTL_SECONDS)
     with recording(connection) as pipeline:
-        WEBHOOK_DELIVERIES.increment(pipeline, outcome=outcome)
-    host = _host_of(record.callback_url or "")
+        WEBHOOK_DELIVERIES.increment(pipeline, outcome=attempt.outcome)
     _log(attempt, target_host=host, last=retry_at is None)
-    return outcome
 
 
 def _send(
@@ -138,7 +170,9 @@ def _send(
             # The host may have several addresses; the next one may accept.
             error = _describe(failure)
             continue
-        except httpx.HTTPError as failure:
+        except Exception as failure:
+            # Whatever went wrong (a time-out, a malformed response, a URL httpx
+            # rejects) is this attempt's failure, recorded and retried.
             return "failed", None, _describe(failure)
         if 200 <= status_code < 300:
             return "delivered", status_code, None
@@ -153,7 +187,14 @@ def _post(
     headers: dict[str, str],
     settings: Settings,
 ) -> int:
-    """POST `body` to `address`, naming the target host in Host and for TLS."""
+    """POST `body` to `address`, naming the target host in Host and for TLS.
+
+    The whole exchange must end within WEBHOOK_TIMEOUT_SECONDS: httpx's own time
+    limits apply to each read, so a receiver that sends a byte a second would never
+    reach them. So the request runs in a daemon thread, abandoned when the time is
+    up. The work horse exits after the attempt, which closes the thread's socket.
+    At most MAX_RESPONSE_BYTES of the response body are read.
+    """
     literal = f"[{address}]" if address.version == 6 else str(address)
     url = urlunsplit(
         (
@@ -164,20 +205,55 @@ def _post(
             "",
         )
     )
+    outcome: dict[str, Any] = {}
+
+    def send() -> None:
+        try:
+            outcome["status"] = _exchange(url, body, headers, target.host, settings)
+        except Exception as error:
+            # Raised again in the waiting thread.
+            outcome["error"] = error
+
+    sender = threading.Thread(target=send, name="pindai-webhook", daemon=True)
+    sender.start()
+    sender.join(settings.WEBHOOK_TIMEOUT_SECONDS)
+    if sender.is_alive():
+        limit = settings.WEBHOOK_TIMEOUT_SECONDS
+        raise DeliveryTimeout(f"The receiver's response took longer than {limit:g} s.")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["status"]
+
+
+def _exchange(
+    url: str, body: bytes, headers: dict[str, str], host: str, settings: Settings
+) -> int:
     # trust_env=False: a proxy from the environment would make its own connection
     # to the host name, bypassing the address check.
-    with httpx.Client(
-        timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
-        follow_redirects=False,
-        trust_env=False,
-    ) as client:
-        response = client.post(
+    with (
+        httpx.Client(
+            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+            follow_redirects=False,
+            trust_env=False,
+        ) as client,
+        client.stream(
+            "POST",
             url,
             content=body,
             headers=headers,
-            extensions={"sni_hostname": target.host},
-        )
-    return response.status_code
+            extensions={"sni_hostname": host},
+        ) as response,
+    ):
+        received = 0
+        for chunk in response.iter_raw():
+            received += len(chunk)
+            if received >= MAX_RESPONSE_BYTES:
+                break
+        return response.status_code
+
+
+class DeliveryTimeout(Exception):
+    """The receiver's response did not end within WEBHOOK_TIMEOUT_SECONDS."""
 
 
 def _log(attempt: DeliveryAttempt, *, target_host: str, last: bool) -> None:
@@ -197,7 +273,7 @@ def _log(attempt: DeliveryAttempt, *, target_host: str, last: bool) -> None:
         logger.info("webhook attempt failed; will retry", error=attempt.error, **fields)
 
 
-def _describe(failure: httpx.HTTPError) -> str:
+def _describe(failure: Exception) -> str:
     return f"{type(failure).__name__}: {failure}"[:MAX_ERROR_CHARS]
 
 

@@ -2,7 +2,7 @@
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -30,18 +30,22 @@ from api.upload import (
 from core.errors import (
     ErrorCode,
     JobNotFound,
+    OutputNotFound,
     PageNotFound,
     StorageUnavailable,
 )
+from core.filetypes import PAGED_TYPES
 from core.ids import is_job_id, new_job_id
 from core.jobs import (
     TERMINAL_STATUSES,
     JobRecord,
     JobStatus,
     events_channel,
+    output_object_key,
     source_object_key,
     text_object_key,
 )
+from core.ocr_options import OUTPUT_MEDIA_TYPES, Output
 from storage import ObjectNotFound, StorageError
 
 router = APIRouter(prefix="/api/v1/ocr", tags=["ocr"])
@@ -49,6 +53,7 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 JobIdPath = Annotated[str, Path(description="The id returned by submit.")]
 
 MAX_WAIT_SECONDS = 30
+_OUTPUT_EXTENSIONS = {"words": "json", "hocr": "hocr", "pdf": "pdf"}
 
 _MULTIPART_BODY = {
     "required": True,
@@ -61,8 +66,8 @@ _MULTIPART_BODY = {
                     FILE_FIELD: {
                         "type": "string",
                         "format": "binary",
-                        "description": "A PNG, JPEG or PDF file; the type is read "
-                        "from its first bytes.",
+                        "description": "A PNG, JPEG, TIFF, WebP or PDF file; the "
+                        "type is read from its first bytes.",
                     },
                     **JobOptions.model_json_schema()["properties"],
                 },
@@ -102,14 +107,14 @@ async def submit_document(
     header, a retry of the same request returns the first request's job.
     """
     settings = services.settings
-    idempotency_key = read_idempotency_key(idempotency_key)
+    idempotency_key = read_idempotency_key(request)
     await services.limits.check_active_jobs(caller)
     check_declared_length(
         request.headers.get("content-length"), settings.MAX_UPLOAD_BYTES
     )
 
     async def check_fields(fields: dict[str, str]) -> None:
-        await check_options(options_from_form(fields), settings)
+        await check_options(options_from_form(fields), settings, services.async_redis)
 
     job_id = new_job_id()
     object_key = source_object_key(job_id)
@@ -257,11 +262,13 @@ async def read_page(
 ) -> PageResult:
     """Return one page: its state, text, error and processing time."""
     record = await load_record(services, job_id, caller)
-    page_count = record.page_count or 1
-    if page > page_count:
-        raise PageNotFound(
-            f"The job has {page_count} page(s); there is no page {page}."
-        )
+    if record.page_count is None:
+        pages = [1] if record.file_type not in PAGED_TYPES else []
+    else:
+        pages = record.pages_to_read()
+    if page not in pages:
+        described = record.page_numbers or f"{record.page_count or 'unknown'} page(s)"
+        raise PageNotFound(f"The job reads {described}; it has no page {page}.")
     outcome = await services.reader.get_page(job_id, page)
     text = None
     # A failed job's texts are not served: a cancelled job's are deleted.
@@ -328,3 +335,52 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
         yield first
     async for chunk in rest:
         yield chunk
+
+
+@router.get(
+    "/result/{job_id}/{output}",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {
+                OUTPUT_MEDIA_TYPES[Output.WORDS]: {},
+                OUTPUT_MEDIA_TYPES[Output.HOCR]: {},
+                OUTPUT_MEDIA_TYPES[Output.PDF]: {},
+            },
+            "description": "The output, as asked for at submit.",
+        },
+        **error_responses(
+            ErrorCode.JOB_NOT_FOUND,
+            ErrorCode.OUTPUT_NOT_FOUND,
+            ErrorCode.INVALID_REQUEST,
+            ErrorCode.STORAGE_UNAVAILABLE,
+        ),
+    },
+)
+async def read_output(
+    job_id: JobIdPath,
+    output: Annotated[
+        Literal["words", "hocr", "pdf"],
+        Path(description="words (JSON), hocr (HTML) or pdf (searchable PDF)."),
+    ],
+    services: ServicesDep,
+    caller: CallerDep,
+) -> StreamingResponse:
+    """Stream one output of a finished job: word boxes, hOCR or a searchable PDF."""
+    record = await load_record(services, job_id, caller)
+    if output not in record.options.get("outputs", []):
+        raise OutputNotFound(
+            f"The job was not asked for `{output}`; add it to `outputs` at submit."
+        )
+    if record.status != JobStatus.FINISHED:
+        raise OutputNotFound(
+            f"The job is {record.status}; outputs exist once it has finished."
+        )
+    chunks = _stream_object(services, output_object_key(job_id, output))
+    first = await anext(chunks, b"")
+    filename = f"{job_id}.{_OUTPUT_EXTENSIONS[output]}"
+    return StreamingResponse(
+        _prepend(first, chunks),
+        media_type=OUTPUT_MEDIA_TYPES[Output(output)],
+        headers={"Content-Disposition": f'inline; filename="{filename}"'},
+    )

@@ -164,7 +164,7 @@ async def create_job_from_upload(
     upload_id = body.upload_id
     if not is_job_id(upload_id):
         raise UploadNotFound()
-    idempotency_key = read_idempotency_key(idempotency_key)
+    idempotency_key = read_idempotency_key(request)
     options = JobOptions.model_validate(body.model_dump(exclude={"upload_id"}))
     content = None
     if idempotency_key is not None:
@@ -220,7 +220,7 @@ async def _create_job_from_upload(
     if caller.authenticated and metadata.get("owner") != caller.name:
         raise UploadNotFound()
     await services.limits.check_active_jobs(caller)
-    await check_options(options, settings)
+    await check_options(options, settings, services.async_redis)
 
     object_key = upload_object_key(upload_id)
     try:
@@ -245,7 +245,8 @@ async def _create_job_from_upload(
         )
     elif file_type is None:
         problem = UnsupportedMediaType(
-            "The file is not a PNG, JPEG or PDF (judged by its first bytes)."
+            "The file is not a PNG, JPEG, TIFF, WebP or PDF (judged by its first "
+            "bytes)."
         )
     # Consume the id before anything else, so two concurrent calls make one job.
     consumed = await services.async_redis.delete(upload_key(upload_id))

@@ -92,9 +92,17 @@ class WebhookReceiver:
     """An HTTP server on loopback that records POSTs and replies with set statuses.
 
     Replies take their status from `statuses` in order, then 200 once it is used up.
+    With `drip_seconds`, the reply's header lines come that far apart; with
+    `body_bytes`, the reply has a body of that size.
     """
 
-    def __init__(self, statuses: list[int] | None = None) -> None:
+    def __init__(
+        self,
+        statuses: list[int] | None = None,
+        *,
+        drip_seconds: float = 0,
+        body_bytes: int = 0,
+    ) -> None:
         self.statuses = list(statuses or [])
         self.requests: list[ReceivedRequest] = []
         self.lock = threading.Lock()
@@ -109,9 +117,29 @@ class WebhookReceiver:
                         ReceivedRequest(self.path, dict(self.headers.items()), body)
                     )
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
+                if drip_seconds:
+                    # One header line at a time: each read is quick, the whole
+                    # answer is not.
+                    self.wfile.write(f"HTTP/1.1 {status} OK\r\n".encode())
+                    for number in range(30):
+                        time.sleep(drip_seconds)
+                        try:
+                            self.wfile.write(f"X-Drip-{number}: 1\r\n".encode())
+                            self.wfile.flush()
+                        except OSError:
+                            return
+                    return
                 self.send_response(status)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(body_bytes))
                 self.end_headers()
+                block = b"x" * 65536
+                remaining = body_bytes
+                try:
+                    while remaining > 0:
+                        self.wfile.write(block[:remaining])
+                        remaining -= len(block)
+                except OSError:
+                    return
 
             def log_message(self, format: str, *args: object) -> None:
                 pass

@@ -154,12 +154,15 @@ class Stack:
         filename: str | None = None,
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
+        options: dict[str, str] | None = None,
     ) -> httpx.Response:
+        """Submit `path` (or `content` under its name) with OCR `options` as fields."""
         data = content if content is not None else path.read_bytes()
         files = {"file": (filename or path.name, data, "application/octet-stream")}
         return httpx.post(
             f"{self.base_url}/api/v1/ocr/submit",
             files=files,
+            data=options,
             headers=headers,
             timeout=60,
         )

@@ -14,3 +14,11 @@ def character_error_rate(recognized: str, reference: str) -> float:
     if not expected:
         return 0.0 if not normalize(recognized) else 1.0
     return Levenshtein.distance(normalize(recognized), expected) / len(expected)
+
+
+def word_error_rate(recognized: str, reference: str) -> float:
+    """Edit distance over words (insertions, deletions, substitutions) per word."""
+    expected = reference.split()
+    if not expected:
+        return 0.0 if not recognized.split() else 1.0
+    return Levenshtein.distance(recognized.split(), expected) / len(expected)
