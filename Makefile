@@ -45,6 +45,7 @@ bench: system-deps install $(BENCH_VENV)/.installed
 	$(BIN)/python -m bench.upload
 	$(BIN)/python -m bench.load_faults
 	$(BIN)/python -m bench.worker_memory
+	$(BIN)/python -m bench.accuracy
 	$(BENCH_VENV)/bin/python bench/plot.py docs/benchmarks.json docs/bench_workers.png
 	$(BIN)/python -m bench.report docs/benchmarks.json > docs/benchmarks.md
 

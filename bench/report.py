@@ -15,6 +15,7 @@ Produced by `make bench`, which runs:
 .venv/bin/python -m bench.upload
 .venv/bin/python -m bench.load_faults
 .venv/bin/python -m bench.worker_memory
+.venv/bin/python -m bench.accuracy
 .bench-venv/bin/python bench/plot.py docs/benchmarks.json docs/bench_workers.png
 .venv/bin/python -m bench.report docs/benchmarks.json > docs/benchmarks.md
 ```
@@ -40,6 +41,8 @@ def render(report: dict) -> str:
         lines += load_with_faults(report["load_with_faults"])
     if "worker_memory" in report:
         lines += worker_memory(report["worker_memory"])
+    if "accuracy" in report:
+        lines += accuracy(report["accuracy"])
     return "\n".join(lines) + "\n"
 
 
@@ -207,6 +210,49 @@ def worker_memory(data: dict) -> list[str]:
         f"{data['api_mib']:.1f} |",
         "",
     ]
+
+
+def accuracy(data: dict) -> list[str]:
+    """Render the accuracy table; the README carries the same table."""
+    return [
+        "## Accuracy",
+        "",
+        "Character and word error rates (CER, WER) against ground truth, side by side "
+        "in one run: the raw tools (`tesseract FILE -` for images, `pdftoppm -r 300` "
+        "then `tesseract` per page for PDFs) and pindai with default options. Produced "
+        "by `.venv/bin/python -m bench.accuracy`.",
+        "",
+        *accuracy_table(data),
+        "",
+    ]
+
+
+def accuracy_table(data: dict) -> list[str]:
+    rows = [
+        "| file | pages | raw CER | pindai CER | raw WER | pindai WER | what it is |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in data["files"]:
+        rows.append(
+            f"| `{row['file']}` | {row['pages']} | {row['raw_cer']:.4f} | "
+            f"{row['pindai_cer']:.4f} | {row['raw_wer']:.4f} | {row['pindai_wer']:.4f} "
+            f"| {row['note']} |"
+        )
+    rows += [
+        "",
+        "`cardinal.pdf`, page by page (the same page turned; the reference text is an "
+        "old OCR output, so pindai's reading is also compared with its own reading of "
+        "the upright page 1):",
+        "",
+        "| page | turned | raw CER | pindai CER | pindai against page 1 |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in data["cardinal"]:
+        rows.append(
+            f"| {row['page']} | {row['degrees']} | {row['raw_cer']:.4f} | "
+            f"{row['pindai_cer']:.4f} | {row['pindai_cer_against_upright']:.4f} |"
+        )
+    return rows
 
 
 def _median(values: list[float]) -> float:

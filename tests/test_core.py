@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
+from bench.report import accuracy_table
 from core.errors import ERROR_SPECS, ErrorCode, OcrTimeout, error_for_code
 from core.filetypes import FileType, sniff_file_type
 from core.ids import is_job_id, is_request_id, new_job_id, sanitize_filename
@@ -105,6 +106,15 @@ def test_readme_error_table_current() -> None:
     readme = (ROOT / "README.md").read_text()
 
     assert render_error_table() in readme, "run `make error-table` and paste it"
+
+
+def test_readme_accuracy_table_current() -> None:
+    readme = (ROOT / "README.md").read_text()
+    report = json.loads((ROOT / "docs" / "benchmarks.json").read_text())
+
+    table = "\n".join(accuracy_table(report["accuracy"]))
+
+    assert table in readme, "paste bench.report's accuracy table into the README"
 
 
 def test_readme_lists_every_setting() -> None:

@@ -214,12 +214,16 @@ def test_render_failure_is_pdf_corrupt(tmp_path: Path) -> None:
 
 
 def test_tesseract_timeout_kills(tmp_path: Path) -> None:
+    image = tmp_path / "dense.png"
+    image.write_bytes((CASES / "png_dense_text_timeout.png").read_bytes())
     started = time.monotonic()
     with pytest.raises(OcrTimeout, match="within 1 s"):
-        ocr(CASES / "png_dense_text_timeout.png", timeout_s=1)
+        ocr(image, timeout_s=1)
 
     assert time.monotonic() - started < 5
     assert tool_processes() == []
+    # The killed run's partial output files are removed too.
+    assert list(tmp_path.iterdir()) == [image]
 
 
 def test_tesseract_error_is_ocr_failed(tmp_path: Path) -> None:

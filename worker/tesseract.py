@@ -79,17 +79,18 @@ def recognize(
         arguments.append("hocr")
     if pdf:
         arguments.append("pdf")
-    try:
-        result = _run_tesseract(arguments, timeout_s, memory_limit_bytes)
-    except ToolTimeout as error:
-        raise OcrTimeout(
-            f"Tesseract did not finish the page within {timeout_s:g} s."
-        ) from error
-
     text_file = output_base.with_suffix(".txt")
     tsv_file = output_base.with_suffix(".tsv")
     hocr_file = output_base.with_suffix(".hocr")
+    pdf_file = output_base.with_suffix(".pdf")
+    keep_pdf = False
     try:
+        try:
+            result = _run_tesseract(arguments, timeout_s, memory_limit_bytes)
+        except ToolTimeout as error:
+            raise OcrTimeout(
+                f"Tesseract did not finish the page within {timeout_s:g} s."
+            ) from error
         if result.returncode != 0:
             raise OcrFailed(f"Tesseract failed: {result.last_error_line()}")
         if not text_file.is_file():
@@ -104,13 +105,16 @@ def recognize(
             recognition.estimated_dpi = int(estimate.group(1))
         if hocr and hocr_file.is_file():
             recognition.hocr = hocr_file.read_text(encoding="utf-8", errors="replace")
-        pdf_file = output_base.with_suffix(".pdf")
         if pdf and pdf_file.is_file():
             recognition.pdf = pdf_file
+            keep_pdf = True
         return recognition
     finally:
+        # A killed Tesseract leaves partial files too: only the PDF handed back stays.
         for leftover in (text_file, tsv_file, hocr_file):
             leftover.unlink(missing_ok=True)
+        if not keep_pdf:
+            pdf_file.unlink(missing_ok=True)
 
 
 def recognize_text(
