@@ -68,6 +68,13 @@ def single_page(data: dict) -> list[str]:
         f"**{data['ratio']:.2f}x** (target: at most 1.15x).",
         "",
     ]
+    if "measured" in data:
+        rows += [
+            f"Measured again on {data['measured']} with "
+            "`.venv/bin/python -m bench.run --single-page-only`, after page leveling "
+            "and orientation detection were added; the other sections are older.",
+            "",
+        ]
     return rows
 
 

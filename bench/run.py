@@ -26,6 +26,7 @@ from bench.measure import (
     CORPUS,
     SCAN_12P_TRUTH,
     mean_cer,
+    merge_into_report,
     run,
     time_runs,
     write_submit_body,
@@ -284,7 +285,22 @@ def main() -> None:
     )
     parser.add_argument("--load-seconds", type=int, default=30)
     parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument(
+        "--single-page-only",
+        action="store_true",
+        help="measure only the one-page comparison and merge it into the report",
+    )
     arguments = parser.parse_args()
+    if arguments.single_page_only:
+        workdir = Path(tempfile.mkdtemp(prefix="pindai-bench-"))
+        with redis_server(workdir / "redis") as base_url:
+            redis_url = base_url.rsplit("/", 1)[0] + "/5"
+            figures = bench_single_page(workdir, redis_url, max(arguments.runs, 5))
+        shutil.rmtree(workdir, ignore_errors=True)
+        figures["measured"] = datetime.now(UTC).isoformat(timespec="seconds")
+        merge_into_report("single_page", figures)
+        print(json.dumps(figures, indent=2))
+        return
 
     workdir = Path(tempfile.mkdtemp(prefix="pindai-bench-"))
     report: dict = {

@@ -82,10 +82,11 @@ def probe_timeout_seconds(settings: Settings) -> int:
 def page_work_seconds(settings: Settings) -> float:
     """Time one page may take within pindai's own limits.
 
-    Rendering (or reading the text layer), orientation detection and OCR may each
-    use their full limit: RASTER_TIMEOUT_SECONDS, then PAGE_TIMEOUT_SECONDS twice.
+    Rendering (or reading the text layer) may use RASTER_TIMEOUT_SECONDS. OCR, and
+    for a turned page orientation detection and a second OCR, may each use
+    PAGE_TIMEOUT_SECONDS.
     """
-    return settings.RASTER_TIMEOUT_SECONDS + 2 * settings.PAGE_TIMEOUT_SECONDS
+    return settings.RASTER_TIMEOUT_SECONDS + 3 * settings.PAGE_TIMEOUT_SECONDS
 
 
 def page_timeout_seconds(settings: Settings) -> int:

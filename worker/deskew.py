@@ -19,7 +19,7 @@ MAX_SKEW_DEGREES = 5.0
 # Angles smaller than this are left alone: Tesseract reads them well.
 MIN_CORRECTION_DEGREES = 0.5
 # The long side of the reduced copy the angle is measured on, in pixels.
-PROFILE_SIDE = 1000
+PROFILE_SIDE = 700
 # Gray levels darker than this count as ink.
 INK_THRESHOLD = 160
 
@@ -38,6 +38,13 @@ def estimate_skew(image: Path) -> float:
 
     coarse = [float(angle) for angle in range(-5, 6)]
     best = max(coarse, key=lambda angle: _profile_score(ink, angle))
+    if best == 0:
+        # Most pages are level: when half a degree either way does not beat 0, the
+        # skew is below MIN_CORRECTION_DEGREES and the fine pass would change
+        # nothing.
+        best = max((-0.5, 0.0, 0.5), key=lambda angle: _profile_score(ink, angle))
+        if best == 0:
+            return 0.0
     fine = [best + step / 10 for step in range(-10, 11)]
     fine = [angle for angle in fine if abs(angle) <= MAX_SKEW_DEGREES]
     return round(max(fine, key=lambda angle: _profile_score(ink, angle)), 1)
