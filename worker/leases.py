@@ -19,10 +19,15 @@ from redis.exceptions import RedisError
 LEASES_KEY = "pindai:leases"
 
 
+def take_lease(connection: Redis, rq_job_id: str, lease_seconds: int) -> None:
+    """Start or renew the lease on `rq_job_id` for `lease_seconds`."""
+    connection.zadd(LEASES_KEY, {rq_job_id: time.time() + lease_seconds})
+
+
 @contextmanager
 def hold_lease(connection: Redis, rq_job_id: str, lease_seconds: int) -> Iterator[None]:
     """Hold a lease on `rq_job_id` for the duration of the block."""
-    connection.zadd(LEASES_KEY, {rq_job_id: time.time() + lease_seconds})
+    take_lease(connection, rq_job_id, lease_seconds)
     stop = threading.Event()
     heartbeat = threading.Thread(
         target=_renew,

@@ -5,12 +5,12 @@ import threading
 from loguru import logger
 from redis import ConnectionPool, Redis
 from redis.exceptions import RedisError
-from rq import Worker
+from rq import Queue, Worker
 from rq.job import Job
 
 from core.heartbeats import record_heartbeat, remove_heartbeat
 from core.settings import get_settings
-from worker.leases import release_lease
+from worker.leases import release_lease, take_lease
 from worker.recovery import recover_stage, run_monitor_pass
 from worker.tesseract import installed_languages
 from worker.workdir import remove_stale_directories
@@ -92,6 +92,17 @@ class OcrWorker(Worker):
         )
         recover_stage(self.connection, get_settings(), rq_job_id)
         self.kill_horse()
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        """Lease the job before forking its work horse, then run it as RQ does.
+
+        The horse renews the lease while it works. Taking it here, as the job
+        leaves the queue, means a worker killed while the horse is still starting
+        loses the job only until the lease expires (LEASE_SECONDS), not until RQ
+        notices the abandoned job (about 90 s).
+        """
+        take_lease(self.connection, job.id, get_settings().LEASE_SECONDS)
+        super().execute_job(job, queue)
 
     def handle_work_horse_killed(self, job: Job, retpid, ret_val, rusage) -> None:
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
