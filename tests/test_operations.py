@@ -5,6 +5,9 @@ process, so the metrics and logs checked here cross process boundaries.
 """
 
 import json
+import logging
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -288,3 +291,28 @@ def test_logs_join_request_and_job(ops_stack: Stack) -> None:
         if not line.get("path", "").startswith("/api/v1/ocr/result")
     ]
     assert {line.get("request_id") for line in submit_lines} == {request_id}
+
+
+def test_forwarded_address_must_be_ip(local_stack: Stack) -> None:
+    url = f"{local_stack.base_url}/api/v1/usage"
+
+    plain = httpx.get(url).json()
+    spoofed = httpx.get(url, headers={"X-Forwarded-For": "not-an-ip:evil"}).json()
+
+    assert plain["caller"] == "ip:127.0.0.1"
+    assert spoofed["caller"] == "ip:unknown"
+
+
+def test_request_urls_not_logged_by_httpx() -> None:
+    # In a process of its own: configuring logging here would change this one's.
+    probe = (
+        "import logging; from core.logs import configure_logging; "
+        "configure_logging('DEBUG'); "
+        "print(logging.getLogger('httpx').getEffectiveLevel(), "
+        "logging.getLogger('httpcore').getEffectiveLevel())"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
+
+    assert output == [str(logging.WARNING), str(logging.WARNING)]
