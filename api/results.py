@@ -3,7 +3,7 @@
 import asyncio
 
 from api.schemas import JobError, JobResult, PageQuality, PageResult
-from core.errors import ErrorCode, JobNotFound
+from core.errors import JobNotFound
 from core.jobs import (
     JobRecord,
     JobStatus,
@@ -35,11 +35,7 @@ async def build_result(
         output: f"{result_path(record.job_id)}/{output}"
         for output in record.options.get("outputs", ["text"])
     }
-    if record.status == JobStatus.FAILED:
-        result.error = JobError(
-            code=record.error_code or ErrorCode.INTERNAL_ERROR,
-            message=record.error_message or "",
-        )
+    result.error = JobError.of_record(record)
     if record.page_count is None:
         return result
 

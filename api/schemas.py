@@ -19,6 +19,25 @@ class JobError(BaseModel):
     code: ErrorCode
     message: str
 
+    @classmethod
+    def of_record(cls, record: JobRecord) -> "JobError | None":
+        """Return a failed job's error, or None for a job that has not failed."""
+        if record.status != JobStatus.FAILED:
+            return None
+        return cls(
+            code=record.error_code or ErrorCode.INTERNAL_ERROR,
+            message=record.error_message or "",
+        )
+
+
+def fields_of(record: JobRecord, model: type[BaseModel]) -> dict[str, Any]:
+    """Return the record's fields that `model` also has, for building it."""
+    return {
+        name: value
+        for name, value in asdict(record).items()
+        if name in model.model_fields
+    }
+
 
 class PageQuality(BaseModel):
     source: str = Field(
@@ -103,11 +122,7 @@ class JobResult(BaseModel):
     @classmethod
     def from_record(cls, record: JobRecord) -> "JobResult":
         """Build the summary from a job record; text, pages and error stay unset."""
-        fields = {
-            name: value
-            for name, value in asdict(record).items()
-            if name in cls.model_fields
-        }
+        fields = fields_of(record, cls)
         fields["sha256"] = fields.get("sha256") or None
         return cls(**fields)
 
@@ -129,16 +144,8 @@ class JobSummary(BaseModel):
 
     @classmethod
     def from_record(cls, record: JobRecord, result_url: str) -> "JobSummary":
-        fields = {
-            name: value
-            for name, value in asdict(record).items()
-            if name in cls.model_fields
-        }
-        if record.status == JobStatus.FAILED:
-            fields["error"] = JobError(
-                code=record.error_code or ErrorCode.INTERNAL_ERROR,
-                message=record.error_message or "",
-            )
+        fields = fields_of(record, cls)
+        fields["error"] = JobError.of_record(record)
         return cls(**fields, result_url=result_url)
 
 

@@ -40,8 +40,8 @@ class Case:
     note: str = ""
     # Truth read from the PDF's own text layer instead of a file in gt/.
     truth_from_text_layer: bool = False
-    # A file made from a corpus file for this run, read instead of CORPUS / file.
-    made: Path | None = None
+    # A file generated from a corpus file for this run, read instead of CORPUS / file.
+    generated: Path | None = None
     texts: dict[str, dict[int, str]] = field(default_factory=dict)
 
 
@@ -100,15 +100,15 @@ def truth_of(case: Case, page: int) -> str:
 
 
 def source_of(case: Case) -> Path:
-    return case.made or CORPUS / case.file
+    return case.generated or CORPUS / case.file
 
 
 def make_lowres_image(case: Case, workdir: Path) -> None:
     """Take the scanned image out of the 72-dpi PDF page, pixels unchanged."""
     prefix = workdir / "lowres"
     run(["pdfimages", "-png", str(CORPUS / "lowres_72dpi_page.pdf"), str(prefix)])
-    case.made = workdir / case.file
-    (workdir / "lowres-000.png").rename(case.made)
+    case.generated = workdir / case.file
+    (workdir / "lowres-000.png").rename(case.generated)
 
 
 def raw_texts(case: Case, workdir: Path) -> dict[int, str]:

@@ -30,14 +30,16 @@ def record_heartbeat(
     their languages.
     """
     now = time.time()
-    gone = redis.zrangebyscore(HEARTBEATS_KEY, "-inf", now - 10 * LIVE_WITHIN_SECONDS)
+    expired = redis.zrangebyscore(
+        HEARTBEATS_KEY, "-inf", now - 10 * LIVE_WITHIN_SECONDS
+    )
     with redis.pipeline(transaction=False) as pipeline:
         pipeline.zadd(HEARTBEATS_KEY, {worker_name: now})
         if languages is not None:
             pipeline.hset(LANGUAGES_KEY, worker_name, "+".join(languages))
-        if gone:
-            pipeline.zrem(HEARTBEATS_KEY, *gone)
-            pipeline.hdel(LANGUAGES_KEY, *gone)
+        if expired:
+            pipeline.zrem(HEARTBEATS_KEY, *expired)
+            pipeline.hdel(LANGUAGES_KEY, *expired)
         pipeline.execute()
 
 

@@ -132,7 +132,7 @@ def api_key_label(owner: str) -> str:
 def recording(redis: Redis) -> Iterator[Any]:
     """Yield a pipeline for metric writes and send them in one round trip.
 
-    A Redis error while sending is logged and dropped, so counting never fails the
+    A Redis error while sending is logged and dropped, so counting does not fail the
     work being counted.
     """
     with redis.pipeline(transaction=False) as pipeline:

@@ -48,13 +48,13 @@ class DayUsage:
 async def read_usage(redis: AsyncRedis, owner: str, days: int) -> list[DayUsage]:
     """Return the usage of the last `days` UTC days, newest first, zeros included."""
     today = utc_now().date()
-    wanted = [today - timedelta(days=offset) for offset in range(days)]
+    days_covered = [today - timedelta(days=offset) for offset in range(days)]
     async with redis.pipeline(transaction=False) as pipeline:
-        for day in wanted:
+        for day in days_covered:
             pipeline.hgetall(usage_key(owner, day))
         replies = await pipeline.execute()
     usage = []
-    for day, raw in zip(wanted, replies, strict=True):
+    for day, raw in zip(days_covered, replies, strict=True):
         values = {key.decode(): int(value) for key, value in raw.items()}
         usage.append(DayUsage(day=day, **{n: values.get(n, 0) for n in USAGE_FIELDS}))
     return usage

@@ -85,10 +85,10 @@ def test_invalid_key_rejected(client: TestClient, key: str) -> None:
 
 
 def test_refused_request_frees_key(client: TestClient) -> None:
-    refused = submit(client, b"not an image", "retry-6")
+    rejected = submit(client, b"not an image", "retry-6")
     accepted = submit(client, PNG, "retry-6")
 
-    assert refused.status_code == 415
+    assert rejected.status_code == 415
     assert accepted.status_code == 202
     assert "idempotent-replayed" not in accepted.headers
 

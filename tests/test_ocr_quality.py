@@ -25,14 +25,8 @@ BOX_SLACK = 8
 
 
 def submit(stack: Stack, path: Path, **fields: str) -> dict:
-    response = httpx.post(
-        f"{stack.base_url}/api/v1/ocr/submit",
-        files={"file": (path.name, path.read_bytes())},
-        data=fields,
-        timeout=60,
-    )
-    assert response.status_code == 202, response.text
-    return stack.wait_for(response.json()["job_id"], timeout_s=180)
+    job_id = stack.submit_ok(path, options=fields)
+    return stack.wait_for(job_id, timeout_s=180)
 
 
 def output(stack: Stack, job_id: str, name: str) -> httpx.Response:
@@ -156,10 +150,10 @@ def test_text_layer_used_in_auto(local_stack: Stack, tmp_path: Path) -> None:
     assert character_error_rate(forced_page["text"], layer) < 0.05
     searchable = tmp_path / "searchable.pdf"
     searchable.write_bytes(output(local_stack, auto["job_id"], "pdf").content)
-    kept = subprocess.run(
+    layer_after = subprocess.run(
         ["pdftotext", str(searchable), "-"], capture_output=True, text=True, check=True
     ).stdout
-    assert normalize(kept) == normalize(layer)
+    assert normalize(layer_after) == normalize(layer)
     words = output(local_stack, auto["job_id"], "words").json()["pages"][0]
     assert words["source"] == "text_layer"
     assert [word["text"] for word in words["words"]][:3] == ["The", "Jungle", "Book"]

@@ -53,24 +53,11 @@ def value(samples: dict, name: str, **labels: str) -> float:
 
 
 def submit(stack: Stack, case: str, headers: dict[str, str]) -> str:
-    response = stack.submit(CASES / case, headers=headers)
-    assert response.status_code == 202, response.text
-    return response.json()["job_id"]
+    return stack.submit_ok(CASES / case, headers=headers)
 
 
 def wait_for(stack: Stack, job_id: str, headers: dict[str, str]) -> dict:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        response = httpx.get(
-            f"{stack.base_url}/api/v1/ocr/result/{job_id}",
-            params={"wait": 10},
-            headers=headers,
-            timeout=30,
-        )
-        body = response.json()
-        if body["status"] in ("finished", "failed"):
-            return body
-    raise AssertionError(f"job {job_id} did not end")
+    return stack.wait_for(job_id, headers=headers)
 
 
 def test_metrics_count_worker_job(ops_stack: Stack) -> None:

@@ -44,13 +44,7 @@ def verify_as_receiver(request: ReceivedRequest, secret: str) -> bool:
 
 
 def submit_with(stack: Stack, path: Path, **fields: str) -> httpx.Response:
-    return httpx.post(
-        f"{stack.base_url}/api/v1/ocr/submit",
-        files={"file": (path.name, path.read_bytes())},
-        data=fields,
-        headers=ALICE,
-        timeout=60,
-    )
+    return stack.submit(path, options=fields, headers=ALICE)
 
 
 def deliveries(stack: Stack, job_id: str) -> dict:

@@ -6,6 +6,7 @@ object storage (page text, the assembled text).
 """
 
 import errno
+import functools
 import hashlib
 import tempfile
 from collections.abc import Callable
@@ -79,6 +80,14 @@ class StageContext:
     @property
     def page(self) -> int | None:
         return self.options.get("page")
+
+    @functools.cached_property
+    def selection(self) -> list[int] | None:
+        """The page numbers of the `pages` option, or None to read every page."""
+        value = self.options.get("pages")
+        if value is None:
+            return None
+        return parse_page_ranges(value, self.settings.MAX_PAGES)
 
 
 def probe_document(job_id: str, object_key: str, options: dict[str, Any]) -> dict:
@@ -248,29 +257,24 @@ def _selected_pages(context: StageContext, page_count: int) -> list[int]:
     TooManyPages when the document has more than MAX_PAGES pages and no selection.
     """
     settings = context.settings
-    selection = context.options.get("pages")
-    if selection is None:
+    if context.selection is None:
         if page_count > settings.MAX_PAGES:
             raise TooManyPages(
                 f"The document has {page_count} pages; the limit is "
                 f"{settings.MAX_PAGES}. Split it, or select pages with `pages`."
             )
         return list(range(1, page_count + 1))
-    pages = parse_page_ranges(selection, settings.MAX_PAGES)
-    beyond = [page for page in pages if page > page_count]
+    beyond = [page for page in context.selection if page > page_count]
     if beyond:
         raise PagesOutOfRange(
             f"The document has {page_count} pages; `pages` selects page {beyond[0]}."
         )
-    return pages
+    return context.selection
 
 
 def _read_pdf(context: StageContext, pdf: Path) -> PdfInfo:
     settings = context.settings
-    selection = context.options.get("pages")
-    last_page = settings.MAX_PAGES
-    if selection is not None:
-        last_page = parse_page_ranges(selection, settings.MAX_PAGES)[-1]
+    last_page = context.selection[-1] if context.selection else settings.MAX_PAGES
     info = read_pdf_info(
         pdf,
         timeout_s=settings.RASTER_TIMEOUT_SECONDS,
@@ -331,7 +335,7 @@ def _fan_out(
 ) -> None:
     """Store the page count and deadline, then enqueue one item per page."""
     settings = context.settings
-    selected = context.options.get("pages") is not None
+    selected = context.selection is not None
     context.store.set_page_count(
         context.job_id,
         len(pages),

@@ -119,7 +119,7 @@ class WebhookReceiver:
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
                 if drip_seconds:
                     # One header line at a time: each read is quick, the whole
-                    # answer is not.
+                    # response is not.
                     self.wfile.write(f"HTTP/1.1 {status} OK\r\n".encode())
                     for number in range(30):
                         time.sleep(drip_seconds)

@@ -176,14 +176,23 @@ class Stack:
         assert response.status_code == 202, response.text
         return response.json()["job_id"]
 
-    def result(self, job_id: str) -> httpx.Response:
-        return httpx.get(f"{self.base_url}/api/v1/ocr/result/{job_id}", timeout=30)
+    def result(
+        self, job_id: str, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        return httpx.get(
+            f"{self.base_url}/api/v1/ocr/result/{job_id}", headers=headers, timeout=30
+        )
 
-    def wait_for(self, job_id: str, timeout_s: float = 120) -> dict[str, Any]:
+    def wait_for(
+        self,
+        job_id: str,
+        timeout_s: float = 120,
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         """Poll until the job ends; return its last result body."""
         deadline = time.monotonic() + timeout_s
         while True:
-            body = self.result(job_id).json()
+            body = self.result(job_id, headers).json()
             if body.get("status") in TERMINAL:
                 return body
             if time.monotonic() > deadline:
